@@ -1,0 +1,98 @@
+"""Arrow record batch -> `Batch`, vectorised (no per-row Python).
+
+Each sparse column becomes (lengths, values) once; a key that reads the same column again
+(STEM's task-specific tables, single-task sets) reuses those arrays. Values are checked cheaply
+here (dense and labels finite); ids, labels and domains were range-checked per file on load
+(see `ray_jobs.data.validate_files`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import torch
+from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
+
+from modules.batch import Batch
+from modules.spec import DatasetSpec
+
+
+class DataError(ValueError):
+    """Input data violates the data set's spec (names file, column and value where known)."""
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    col = table.column(name)
+    return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+
+
+def _jagged(column: pa.Array, multi_hot: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths [B] int32, values [sum(lengths)] int64) of one sparse column."""
+    if not multi_hot:
+        return np.ones(len(column), dtype=np.int32), column.to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    lengths = pc.list_value_length(column).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    values = pc.list_flatten(column).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+    return lengths, values
+
+
+def _int64_tensor(table: pa.Table, name: str) -> torch.Tensor:
+    """[B] int64 copy of a scalar integer column (Arrow buffers are read-only)."""
+    return torch.from_numpy(np.array(_column(table, name).to_numpy(zero_copy_only=False), dtype=np.int64))
+
+
+def _float_matrix(table: pa.Table, names: tuple[str, ...], what: str) -> np.ndarray:
+    """[B, len(names)] float32, checked finite."""
+    if not names:
+        return np.zeros((table.num_rows, 0), dtype=np.float32)
+    out = np.empty((table.num_rows, len(names)), dtype=np.float32)
+    for j, name in enumerate(names):
+        out[:, j] = _column(table, name).to_numpy(zero_copy_only=False)
+    if not np.isfinite(out).all():
+        bad_row, bad_col = np.argwhere(~np.isfinite(out))[0]
+        raise DataError(f"{what} column {names[bad_col]!r} has a non-finite value {out[bad_row, bad_col]!r}")
+    return out
+
+
+class Collator:
+    """Builds `Batch`es for a model whose KJT keys are `kjt_keys` ((key, source column) pairs)."""
+
+    def __init__(self, spec: DatasetSpec, kjt_keys: tuple[tuple[str, str], ...]) -> None:
+        self.spec = spec
+        self.keys = [key for key, _ in kjt_keys]
+        self.sources = [source for _, source in kjt_keys]
+        self.multi_hot = {f.name: f.multi_hot for f in spec.sparse_features}
+
+    def __call__(self, table: pa.Table | pa.RecordBatch) -> Batch:
+        if isinstance(table, pa.RecordBatch):
+            table = pa.Table.from_batches([table])
+        jagged = {name: _jagged(_column(table, name), self.multi_hot[name]) for name in dict.fromkeys(self.sources)}
+        lengths = np.concatenate([jagged[s][0] for s in self.sources])
+        values = np.concatenate([jagged[s][1] for s in self.sources])
+        labels = _float_matrix(table, self.spec.tasks, "label")
+        if ((labels != 0) & (labels != 1)).any():
+            row, col = np.argwhere((labels != 0) & (labels != 1))[0]
+            raise DataError(f"label column {self.spec.tasks[col]!r} has value {labels[row, col]!r} outside {{0, 1}}")
+        return Batch(
+            sparse=KeyedJaggedTensor(
+                keys=self.keys, values=torch.from_numpy(values), lengths=torch.from_numpy(lengths)
+            ),
+            dense=torch.from_numpy(_float_matrix(table, self.spec.dense_features, "dense")),
+            labels=torch.from_numpy(labels),
+            domain=_int64_tensor(table, self.spec.domain_column),
+            group=_int64_tensor(table, self.spec.group_column),
+            weight=torch.ones(table.num_rows, dtype=torch.float32),
+        )
+
+    def padding_batch(self) -> Batch:
+        """A one-row batch of weight 0: lets a worker whose shard ran out join the collectives."""
+        num_keys = len(self.keys)
+        return Batch(
+            sparse=KeyedJaggedTensor(keys=self.keys, values=torch.zeros(num_keys, dtype=torch.int64),
+                                     lengths=torch.ones(num_keys, dtype=torch.int32)),
+            dense=torch.zeros(1, len(self.spec.dense_features)),
+            labels=torch.zeros(1, self.spec.num_tasks),
+            domain=torch.zeros(1, dtype=torch.int64),
+            group=torch.zeros(1, dtype=torch.int64),
+            weight=torch.zeros(1),
+        )

@@ -1,0 +1,101 @@
+"""Sharding plans: which sharding types each device allows, and the TorchRec planner call.
+
+On CPU, TorchRec's fused kernels shard table-wise or column-wise only (row-wise needs CUDA).
+On CUDA, tables with at least `row_wise_min_rows` rows are forced row-wise so that no single
+GPU holds a huge table; the planner chooses freely for the rest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch.distributed as dist
+from torch import nn
+from torchrec.distributed.embedding_types import EmbeddingComputeKernel
+from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
+from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+from torchrec.distributed.planner.types import ParameterConstraints
+from torchrec.distributed.types import ShardingPlan, ShardingType
+from torchrec.modules.embedding_configs import EmbeddingBagConfig
+
+DeviceType = Literal["cpu", "cuda"]
+
+CPU_SHARDING_TYPES: tuple[str, ...] = (ShardingType.TABLE_WISE.value, ShardingType.COLUMN_WISE.value)
+CUDA_SHARDING_TYPES: tuple[str, ...] = (
+    ShardingType.TABLE_WISE.value,
+    ShardingType.ROW_WISE.value,
+    ShardingType.TABLE_ROW_WISE.value,
+    ShardingType.COLUMN_WISE.value,
+)
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Knobs of the sharding plan.
+
+    Attributes:
+        row_wise_min_rows: on CUDA, tables with at least this many rows are row-wise only.
+        sharding_types: override of the allowed types for every table (None: by device).
+    """
+
+    row_wise_min_rows: int = 1_000_000
+    sharding_types: tuple[str, ...] | None = None
+
+
+def allowed_sharding_types(table: EmbeddingBagConfig, device: DeviceType, config: PlannerConfig) -> list[str]:
+    """The sharding types the planner may consider for `table` on `device`."""
+    if config.sharding_types is not None:
+        bad = [t for t in config.sharding_types if device == "cpu" and t not in CPU_SHARDING_TYPES]
+        if bad:
+            raise ValueError(f"sharding type(s) {bad} are not available on CPU; use {CPU_SHARDING_TYPES}")
+        return list(config.sharding_types)
+    if device == "cpu":
+        return list(CPU_SHARDING_TYPES)
+    if table.num_embeddings >= config.row_wise_min_rows:
+        return [ShardingType.ROW_WISE.value]
+    return list(CUDA_SHARDING_TYPES)
+
+
+def constraints_for(tables: list[EmbeddingBagConfig], device: DeviceType,
+                    config: PlannerConfig = PlannerConfig()) -> dict[str, ParameterConstraints]:
+    """Per-table planner constraints: allowed sharding types and the fused FBGEMM kernel."""
+    return {
+        t.name: ParameterConstraints(
+            sharding_types=allowed_sharding_types(t, device, config),
+            compute_kernels=[EmbeddingComputeKernel.FUSED.value],
+        )
+        for t in tables
+    }
+
+
+def make_topology(world_size: int, device: DeviceType, local_world_size: int | None = None,
+                  hbm_gb: float | None = None, ddr_gb: float | None = None) -> Topology:
+    """A planner topology; it need not exist (plan previews for clusters you don't have)."""
+    return Topology(
+        world_size=world_size,
+        local_world_size=local_world_size or world_size,
+        compute_device=device,
+        hbm_cap=int(hbm_gb * GIB) if hbm_gb is not None else None,
+        ddr_cap=int(ddr_gb * GIB) if ddr_gb is not None else None,
+    )
+
+
+def sharders() -> list:
+    """The sharders Seesaw uses: TorchRec's EBC sharder (fused optimizer from the tables)."""
+    return [EmbeddingBagCollectionSharder()]
+
+
+def plan_sharding(model: nn.Module, tables: list[EmbeddingBagConfig], topology: Topology, batch_size: int,
+                  config: PlannerConfig = PlannerConfig(), pg: dist.ProcessGroup | None = None) -> ShardingPlan:
+    """Plans `model`'s embedding tables; with `pg`, rank 0 plans and broadcasts (collective_plan)."""
+    planner = EmbeddingShardingPlanner(
+        topology=topology,
+        batch_size=batch_size,
+        constraints=constraints_for(tables, topology.compute_device, config),  # type: ignore[arg-type]
+        debug=False,
+    )
+    if pg is not None:
+        return planner.collective_plan(model, sharders(), pg)
+    return planner.plan(model, sharders())
