@@ -1,0 +1,92 @@
+"""Job configuration: one frozen dataclass tree, parsed from YAML with unknown keys rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from modules.strict import ConfigError, from_dict, to_dict
+from sharding.optim import OptimConfig
+from sharding.planner import PlannerConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data set lives and how it is batched.
+
+    Attributes:
+        path: data set directory (spec.json + train/ valid/ test/ Parquet folders).
+        generate: synthetic preset to build at `path` when it holds no data set (None: never).
+        batch_size: per-worker batch size.
+        prefetch_batches: batches Ray Data prepares ahead of the train loop.
+    """
+
+    path: str = "data/synthetic/default"
+    generate: str | None = "default"
+    batch_size: int = 512
+    prefetch_batches: int = 4
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "pepnet"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 2
+    seed: int = 0
+    log_every: int = 50
+    max_steps_per_epoch: int | None = None
+    optim: OptimConfig = OptimConfig()
+
+
+@dataclass(frozen=True)
+class WorkersConfig:
+    """Ray Train scaling. CPU workers use gloo, GPU workers NCCL.
+
+    `cpus_per_worker` below 1 on a small machine leaves CPU to Ray Data's read tasks.
+    """
+
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5
+    max_failures: int = 0
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str = "default"
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    workers: WorkersConfig = WorkersConfig()
+    sharding: PlannerConfig = PlannerConfig()
+    runs_dir: str = "runs"
+
+    def with_overrides(self, **sections: Any) -> "JobConfig":
+        """A copy with whole sections replaced, e.g. `with_overrides(model=ModelConfig("mmoe"))`."""
+        return replace(self, **sections)
+
+
+def load_config(path: str | Path | None) -> JobConfig:
+    """Parses a YAML job config (safe loader); None gives the embedded default."""
+    if path is None:
+        return JobConfig()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    return from_dict(JobConfig, data, where=str(path))
+
+
+def dump_config(config: JobConfig) -> str:
+    """YAML text that `load_config` parses back to an equal config."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,118 @@
+"""Data sets on disk: locate the split files and validate them against the spec before training.
+
+Validation reads only Parquet metadata (schema, row counts, per-row-group min/max/null
+statistics), so it is cheap even for large data sets, yet catches a missing column, a wrong
+dtype, an id outside its table, a label outside {0, 1}, an unknown domain, a null and an empty
+file, naming the file, column and value. Non-finite floats are caught per batch by the collate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from modules.spec import DatasetSpec
+from ray_jobs.collate import DataError
+
+SPLITS = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    name: str
+    files: tuple[str, ...]
+    rows: int
+
+
+def split_files(root: str | Path, split: str) -> list[str]:
+    """Sorted Parquet files of one split; an error if there are none."""
+    directory = Path(root) / split
+    files = sorted(str(p) for p in directory.glob("*.parquet"))
+    if not files:
+        raise DataError(f"{directory}: no Parquet files for split {split!r}")
+    return files
+
+
+def _check_type(path: str, name: str, actual: pa.DataType, expected: str) -> None:
+    ok = {
+        "int": pa.types.is_integer(actual),
+        "list<int>": pa.types.is_list(actual) and pa.types.is_integer(actual.value_type),
+        "number": pa.types.is_integer(actual) or pa.types.is_floating(actual) or pa.types.is_boolean(actual),
+    }[expected]
+    if not ok:
+        raise DataError(f"{path}: column {name!r} has type {actual}, expected {expected}")
+
+
+def _value_bounds(spec: DatasetSpec) -> dict[str, tuple[float, float, str]]:
+    """Column -> (inclusive min, inclusive max, what it is) for range-checked columns."""
+    bounds = {f.name: (0, f.cardinality - 1, f"id of table {f.name!r}") for f in spec.sparse_features}
+    bounds[spec.domain_column] = (0, spec.num_domains - 1, f"domain id (domains {list(spec.domains)})")
+    for task in spec.tasks:
+        bounds[task] = (0, 1, "label")
+    return bounds
+
+
+def _scan_row_group(path: str, row_group: int, name: str) -> tuple[int, float | None, float | None]:
+    """(nulls, min, max) of a column read from data, for files written without statistics."""
+    column = pq.ParquetFile(path).read_row_group(row_group, columns=[name]).column(name)
+    nulls = column.null_count
+    if pa.types.is_list(column.type):
+        column = pc.list_flatten(column)
+    if len(column) == column.null_count:
+        return nulls, None, None
+    bounds = pc.min_max(column)
+    return nulls, bounds["min"].as_py(), bounds["max"].as_py()
+
+
+def validate_file(path: str, spec: DatasetSpec) -> int:
+    """Checks one Parquet file against `spec`; returns its row count."""
+    try:
+        meta = pq.ParquetFile(path).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: not a readable Parquet file: {exc}") from exc
+    if meta.num_rows == 0:
+        raise DataError(f"{path}: empty file (0 rows)")
+    schema = meta.schema.to_arrow_schema()
+    for name in spec.required_columns():
+        if name not in schema.names:
+            raise DataError(f"{path}: missing column {name!r} (spec needs {list(spec.required_columns())})")
+    for f in spec.sparse_features:
+        _check_type(path, f.name, schema.field(f.name).type, "list<int>" if f.multi_hot else "int")
+    _check_type(path, spec.domain_column, schema.field(spec.domain_column).type, "int")
+    _check_type(path, spec.group_column, schema.field(spec.group_column).type, "int")
+    for name in (*spec.dense_features, *spec.tasks):
+        _check_type(path, name, schema.field(name).type, "number")
+
+    bounds = _value_bounds(spec)
+    nullable = set(spec.required_columns())
+    for rg in range(meta.num_row_groups):
+        group = meta.row_group(rg)
+        for c in range(group.num_columns):
+            chunk = group.column(c)
+            name = chunk.path_in_schema.split(".")[0]
+            if name not in nullable:
+                continue
+            is_list_leaf = "." in chunk.path_in_schema
+            stats = chunk.statistics
+            if stats is None or not stats.has_min_max:
+                nulls, low, high = _scan_row_group(path, rg, name)
+            else:
+                nulls, low, high = stats.null_count, stats.min, stats.max
+            if nulls and not is_list_leaf:
+                raise DataError(f"{path}: column {name!r} has {nulls} null value(s) in row group {rg}")
+            if name in bounds and low is not None:
+                lo, hi, what = bounds[name]
+                if low < lo or high > hi:
+                    bad = low if low < lo else high
+                    raise DataError(f"{path}: column {name!r} has value {bad} outside [{lo}, {hi}] ({what})")
+    return meta.num_rows
+
+
+def validate_split(root: str | Path, split: str, spec: DatasetSpec) -> SplitInfo:
+    files = split_files(root, split)
+    rows = sum(validate_file(f, spec) for f in files)
+    return SplitInfo(split, tuple(files), rows)

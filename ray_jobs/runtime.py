@@ -1,0 +1,91 @@
+"""What every Ray entry point needs: a Ray instance, the data set, and a TorchTrainer."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import ray
+import ray.data
+from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+
+from modules.spec import DatasetSpec
+from modules.strict import ConfigError, to_dict
+from ray_jobs.config import JobConfig
+from ray_jobs.data import SPLITS, SplitInfo, validate_split
+from ray_jobs.generate import PRESETS, generate
+
+# Quiet, reproducible defaults for local runs (a user's env vars still win).
+os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+def init_ray(config: JobConfig) -> None:
+    """Joins the cluster if there is one (RAY_ADDRESS / `ray job submit`), else starts local Ray.
+
+    A local Ray gets more logical CPUs than the workers take, so Ray Data's read tasks always
+    have CPU budget (with exactly as many CPUs as workers, reads wait forever).
+    """
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    needed = config.workers.num_workers * config.workers.cpus_per_worker + 2
+    ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False,
+             log_to_driver=True, configure_logging=False)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    root: Path
+    spec: DatasetSpec
+    splits: dict[str, SplitInfo]
+
+
+def prepare_dataset(config: JobConfig) -> Dataset:
+    """Generates the synthetic data set if configured and missing, then validates every split."""
+    root = Path(config.data.path)
+    if not (root / "spec.json").exists():
+        if config.data.generate is None:
+            raise ConfigError(f"{root}: no data set here (spec.json missing) and data.generate is null")
+        if config.data.generate not in PRESETS:
+            raise ConfigError(f"data.generate: unknown preset {config.data.generate!r}; presets: {sorted(PRESETS)}")
+        print(f"[seesaw] generating synthetic data set {config.data.generate!r} into {root}", flush=True)
+        generate(PRESETS[config.data.generate], root)
+    spec = DatasetSpec.load(root)
+    return Dataset(root, spec, {s: validate_split(root, s, spec) for s in SPLITS})
+
+
+def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, ray.data.Dataset]:
+    """Ray Data streams of the needed columns only."""
+    columns = list(dataset.spec.required_columns())
+    return {s: ray.data.read_parquet(list(dataset.splits[s].files), columns=columns) for s in splits}
+
+
+def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,
+                 extra: dict[str, Any] | None = None, splits: tuple[str, ...] = SPLITS,
+                 callbacks: list | None = None) -> TorchTrainer:
+    """A TorchTrainer running `loop` on `config.workers` workers over the data set's splits."""
+    workers = config.workers
+    loop_config = {"job": to_dict(config), "spec": to_dict(dataset.spec),
+                   "train_rows": dataset.splits["train"].rows, **(extra or {})}
+    return TorchTrainer(
+        loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=workers.num_workers, use_gpu=workers.use_gpu,
+                                     resources_per_worker={"CPU": workers.cpus_per_worker,
+                                                           **({"GPU": 1} if workers.use_gpu else {})}),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(Path(config.runs_dir).resolve()),
+            failure_config=FailureConfig(max_failures=workers.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=2),
+            callbacks=callbacks,
+        ),
+        torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
+        datasets=ray_datasets(dataset, splits),
+    )
