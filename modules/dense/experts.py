@@ -1,7 +1,7 @@
 """A bank of E equally shaped expert MLPs with stacked weights, and gate mixtures.
 
 Stacked weights ([E, in, out] per layer) let every expert run in one batched matmul
-(`forward_all`), while `forward_experts` runs chosen experts on chosen rows only, which is
+(`forward_all`), while `forward_groups` runs each expert on its own rows only, which is
 what a sparse mixture (SMES) needs so its compute grows with K, not with E.
 """
 
@@ -48,12 +48,22 @@ class ExpertBank(nn.Module):
             h = torch.relu(torch.baddbmm(b.unsqueeze(1), h, w))
         return h.transpose(0, 1)
 
-    def forward_experts(self, x: torch.Tensor, expert: int) -> torch.Tensor:
-        """Expert `expert` alone on the rows x: [N, D_in]. Returns [N, D_out]."""
-        h = x
-        for w, b in zip(self.weights, self.biases):
-            h = torch.relu(torch.addmm(b[expert], h, w[expert]))
-        return h
+    def forward_groups(self, chunks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Expert e on the rows chunks[e] ([N_e, D_in], may be empty), for every e.
+
+        Returns: E tensors [N_e, D_out]. Each stacked weight is unbound once, so the backward
+        stays O(E); indexing w[e] per expert would build a full-size zero gradient per expert.
+        """
+        layers = [(w.unbind(0), b.unbind(0)) for w, b in zip(self.weights, self.biases)]
+        outs = []
+        for e, h in enumerate(chunks):
+            if h.shape[0] == 0:
+                outs.append(h.new_zeros(0, self.out_dim))
+                continue
+            for ws, bs in layers:
+                h = torch.relu(torch.addmm(bs[e], h, ws[e]))
+            outs.append(h)
+        return outs
 
 
 def mix(expert_out: torch.Tensor, gate_logits: torch.Tensor) -> torch.Tensor:

@@ -140,7 +140,7 @@ def grouped_mixture(bank: ExpertBank, h: torch.Tensor, weights: torch.Tensor, un
     sample, expert = sample[order], expert[order]
     counts = torch.bincount(expert, minlength=bank.num_experts).tolist()
     rows = h.index_select(0, sample).split(counts)
-    out = torch.cat([bank.forward_experts(x, e) for e, x in enumerate(rows) if counts[e] > 0])  # [N, D_out]
+    out = torch.cat(bank.forward_groups(rows))  # [N, D_out]
     pair_weights = weights[sample, :, expert]  # [N, T]
     contribution = pair_weights.unsqueeze(-1) * out.unsqueeze(1)  # [N, T, D_out]
     zeros = h.new_zeros(h.shape[0], weights.shape[1], bank.out_dim)

@@ -36,7 +36,7 @@ def test_gated_mixture_matches_hand_computed_softmax_mixture(name: str) -> None:
     arch = build_arch(name, spec, {**SMALL, "num_experts": 3})
     embeddings, dense, domain = make_inputs(arch)
     x = torch.cat([embeddings[f] for f in spec.feature_names] + [dense], dim=-1)
-    experts = torch.stack([arch.experts.forward_experts(x, e) for e in range(3)], dim=1)  # [B, E, D]
+    experts = torch.stack(arch.experts.forward_groups([x] * 3), dim=1)  # [B, E, D]
     gates = arch.gates(x).view(B, -1, 3)
     assert gates.shape[1] == (1 if name == "omoe" else spec.num_tasks)
     logits = []
@@ -66,7 +66,7 @@ def test_ple_level_routes_each_expert_to_its_owner_input() -> None:
     inputs = torch.randn(3, B, 4)  # shared, task 0, task 1
     tasks, shared = level(inputs)
     owner = [0, 0, 1, 2]  # 2 shared experts, then task 0's, then task 1's
-    outs = [level.experts.forward_experts(inputs[o], e) for e, o in enumerate(owner)]
+    outs = level.experts.forward_groups([inputs[o] for o in owner])
 
     def mixture(experts: list[int], gate_logits: torch.Tensor) -> torch.Tensor:
         w = torch.softmax(gate_logits, dim=-1)

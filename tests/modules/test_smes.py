@@ -134,7 +134,7 @@ def test_moe_dense_mixes_every_expert_with_per_task_softmax() -> None:
     emb, dense, domain = inputs()
     out = model(emb, dense, domain)
     h, logits = model.encode(emb, dense)
-    experts = [model.experts.forward_experts(h, e) for e in range(8)]  # E x [B, D]
+    experts = model.experts.forward_groups([h] * 8)  # E x [B, D]
     mixed = torch.stack([
         sum(torch.softmax(logits[:, t], -1)[:, e:e + 1] * experts[e] for e in range(8)) for t in range(3)
     ], 1)
