@@ -63,6 +63,8 @@ class GeneratorConfig:
     latent_dim: int = 8
     author_correlation: float = 0.7  # share of an item's latent vector taken from its author
     shared_scale: float = 1.0
+    id_bias_scale: float = 1.0  # per-user and per-item main effects (popularity, activity)
+    domain_item_scale: float = 0.7  # per-(domain, item) effect: an item's appeal differs by domain
     domain_scale: float = 1.0
     task_scale: float = 0.6
     dense_scale: float = 0.5
@@ -212,6 +214,9 @@ def simulate(config: GeneratorConfig) -> Simulation:
     dense_w = rng.standard_normal((num_tasks, len(DENSE_FEATURES))) * config.dense_scale / np.sqrt(len(DENSE_FEATURES))
     phase = rng.uniform(0, 2 * np.pi, size=(num_domains, num_tasks))
     user_activity = rng.standard_normal(config.num_users)
+    user_bias = rng.standard_normal(config.num_users) * config.id_bias_scale
+    item_bias = rng.standard_normal(config.num_items) * config.id_bias_scale
+    domain_item = rng.standard_normal((num_domains, config.num_items)) * config.domain_item_scale
     item_quality = rng.standard_normal(config.num_items)
     # the impressions
     user = _zipf(rng, config.num_users, config.user_zipf, n)
@@ -227,13 +232,13 @@ def simulate(config: GeneratorConfig) -> Simulation:
     # logit terms
     product = user_vec[user] * item_vec[item] / np.sqrt(k)  # [N, K]
     shared = product.sum(axis=1, keepdims=True) * config.shared_scale
-    domain_term = np.einsum("nk,nk->n", product, domain_w[domain])[:, None]
+    domain_term = (np.einsum("nk,nk->n", product, domain_w[domain]) + domain_item[domain, item])[:, None]
     task_term = product @ task_w.T  # [N, T]
     conflict = _pair_uniform(user, item, config.seed) < config.conflict_fraction
     flipped = config.tasks.index(config.conflict_tasks[1])
     sign = np.where(conflict, -1.0, 1.0)
     components = {
-        "shared": shared * np.ones((1, num_tasks)),
+        "shared": (shared + (user_bias[user] + item_bias[item])[:, None]) * np.ones((1, num_tasks)),
         "domain": np.repeat(domain_term, num_tasks, axis=1),
         "task": task_term,
         "dense": dense.astype(np.float64) @ dense_w.T,

@@ -61,7 +61,12 @@ def prepare_dataset(config: JobConfig) -> Dataset:
 
 
 def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, ray.data.Dataset]:
-    """Ray Data streams of the needed columns only."""
+    """Ray Data streams of the needed columns only.
+
+    Ray Data's own progress bars are off: the train loop prints rank-0 progress lines, and
+    per-operator bars from every worker would drown them.
+    """
+    ray.data.DataContext.get_current().enable_progress_bars = False
     columns = list(dataset.spec.required_columns())
     return {s: ray.data.read_parquet(list(dataset.splits[s].files), columns=columns) for s in splits}
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import ray.train
 import torch
 import torch.distributed as dist
+from torchrec.distributed.model_parallel import DistributedModelParallel
 
 from modules.model import SeesawModel, embedding_tables
 from modules.spec import DatasetSpec
@@ -33,7 +34,8 @@ from ray_jobs.metrics import summary
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
 from sharding.parallel import shard_model
-from sharding.planner import describe_plan, make_topology, plan_sharding
+from sharding.planner import make_topology, plan_sharding
+from sharding.preview import format_preview, summarize_plan
 
 METRICS_FILE = "metrics.json"
 
@@ -43,7 +45,7 @@ def _log(rank: int, message: str) -> None:
         print(f"[seesaw] {message}", flush=True)
 
 
-def _arrow_batches(split: str, config: JobConfig) -> Iterator[pa.Table]:
+def arrow_batches(split: str, config: JobConfig) -> Iterator[pa.Table]:
     shard = ray.train.get_dataset_shard(split)
     return shard.iter_batches(batch_size=config.data.batch_size, batch_format="pyarrow",
                               prefetch_batches=config.data.prefetch_batches)
@@ -55,16 +57,22 @@ def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> t
     return flat, table.to_dict(orient="records")
 
 
-def build_sharded_model(config: JobConfig, spec: DatasetSpec, device: torch.device):
-    """SeesawModel planned for the current process group and wrapped in DMP."""
+def build_sharded_model(config: JobConfig, spec: DatasetSpec,
+                        device: torch.device) -> tuple[SeesawModel, DistributedModelParallel, str]:
+    """SeesawModel planned for the current process group and wrapped in DMP.
+
+    Returns (the unwrapped model, the DMP-wrapped one, the plan as a printable table).
+    """
     model = SeesawModel(spec, config.model.arch, config.model.params, device="meta")
+    tables = embedding_tables(spec, model.table_sets)
     world_size = dist.get_world_size()
     local_world_size = ray.train.get_context().get_local_world_size()
     topology = make_topology(world_size, device.type, local_world_size=local_world_size)
-    plan = plan_sharding(model, embedding_tables(spec, model.table_sets), topology,
-                         config.data.batch_size, config.sharding, pg=dist.GroupMember.WORLD)
-    sharded = shard_model(model, plan, device, config.train.optim)
-    return model, sharded, plan
+    plan = plan_sharding(model, tables, topology, config.data.batch_size, config.sharding, pg=dist.GroupMember.WORLD)
+    storage = topology.devices[0].storage
+    capacity = storage.hbm if device.type == "cuda" else storage.ddr
+    plan_text = format_preview(summarize_plan(plan, tables, device.type, world_size, capacity))
+    return model, shard_model(model, plan, device, config.train.optim), plan_text
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -76,8 +84,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.manual_seed(config.train.seed + rank)
     device = ray.train.torch.get_device() if config.workers.use_gpu else torch.device("cpu")
 
-    model, sharded, plan = build_sharded_model(config, spec, device)
-    _log(rank, f"sharding plan ({world_size} workers, {device.type}):\n{describe_plan(plan)}")
+    model, sharded, plan_text = build_sharded_model(config, spec, device)
+    _log(rank, plan_text)
     optimizer = combined_optimizer(sharded, config.train.optim)
     collate = Collator(spec, model.kjt_keys)
     pad = collate.padding_batch()
@@ -94,11 +102,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     for epoch in range(start_epoch, config.train.epochs):
         sharded.train()
-        step, samples, wait, t_epoch = 0, 0, 0.0, time.perf_counter()
+        step, samples, wait = 0, 0, 0.0
         loss_sum = torch.zeros(spec.num_tasks)
-        t_wait = time.perf_counter()
-        for table in lockstep(_arrow_batches("train", config)):
+        t_start = t_epoch = t_wait = time.perf_counter()
+        t_first_batch = 0.0
+        for table in lockstep(arrow_batches("train", config)):
             batch = collate(table).to(device)
+            if step == 0:  # throughput counts from the first batch; start-up is reported apart
+                t_first_batch = time.perf_counter() - t_start
+                t_epoch = t_wait = time.perf_counter()
             wait += time.perf_counter() - t_wait
             loss, out = sharded(batch)
             optimizer.zero_grad()
@@ -117,14 +129,15 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             t_wait = time.perf_counter()
         elapsed = time.perf_counter() - t_epoch
 
-        valid = gather(predict(sharded, (collate(t) for t in _arrow_batches("valid", config)), pad, device))
+        valid = gather(predict(sharded, (collate(t) for t in arrow_batches("valid", config)), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
         metrics.update(epoch=epoch + 1, train_steps=step, train_samples_per_s=samples * world_size / max(elapsed, 1e-9),
-                       train_loss=float((loss_sum / max(step, 1)).sum()))
+                       train_loss=float((loss_sum / max(step, 1)).sum()), time_to_first_batch_s=t_first_batch,
+                       input_wait_fraction=wait / max(elapsed, 1e-9))
         last = epoch == config.train.epochs - 1
         files: dict[str, Any] = {}
         if last:
-            test = gather(predict(sharded, (collate(t) for t in _arrow_batches("test", config)), pad, device))
+            test = gather(predict(sharded, (collate(t) for t in arrow_batches("test", config)), pad, device))
             test_metrics, cells = _flat_metrics("test", test, spec)
             metrics.update(test_metrics)
             files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"]}

@@ -100,12 +100,3 @@ def plan_sharding(model: nn.Module, tables: list[EmbeddingBagConfig], topology: 
         return planner.collective_plan(model, sharders(), pg)
     return planner.plan(model, sharders())
 
-
-def describe_plan(plan: ShardingPlan) -> str:
-    """One line per table: sharding type, compute kernel and the ranks holding it."""
-    lines = []
-    for module_path, module_plan in plan.plan.items():
-        for table, sharding in module_plan.items():  # type: ignore[union-attr]
-            lines.append(f"  {module_path or '<root>'}.{table}: {sharding.sharding_type} "
-                         f"({sharding.compute_kernel}) on ranks {sharding.ranks}")
-    return "\n".join(lines)
