@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,8 @@ from ray_jobs.evaluation import gather, predict
 from ray_jobs.metrics import summary
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
-from ray_jobs.train_loop import METRICS_FILE, arrow_batches, build_sharded_model
+from ray_jobs.train_loop import METRICS_FILE, build_sharded_model, read_result, report_result, shard_batches
 from sharding.checkpoint import load_sharded
-
-EVAL_FILE = "evaluation.json"
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
@@ -52,17 +49,12 @@ def evaluate_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model, sharded, _ = build_sharded_model(config, spec, device)
     load_sharded(loop_config["checkpoint"], sharded)
     collate = Collator(spec, model.kjt_keys)
-    predictions = gather(predict(sharded, (collate(t) for t in arrow_batches(split, config)),
+    predictions = gather(predict(sharded, shard_batches(split, config, collate),
                                  collate.padding_batch(), device))
     table = predictions.metrics(spec)
     metrics = {f"{split}_{k}": v for k, v in summary(table).items()}
     metrics["world_size"] = dist.get_world_size()
-    if dist.get_rank() != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as directory:  # Train v2 keeps results with checkpoints
-        (Path(directory) / EVAL_FILE).write_text(table.to_json(orient="records"))
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+    report_result(metrics, {"metrics": metrics, "cells": table.to_dict(orient="records")})
 
 
 def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "test",
@@ -83,12 +75,8 @@ def evaluate(checkpoint: str | Path, data: str | None = None, split: str = "test
     init_ray(config)
     trainer = make_trainer(config, dataset, evaluate_loop_per_worker, f"{run_dir.name}-eval-{split}",
                            extra={"split": split, "checkpoint": str(checkpoint_dir)}, splits=(split,))
-    result = trainer.fit()
-    if result.error:
-        raise result.error
-    with result.checkpoint.as_directory() as directory:
-        cells = pd.DataFrame(json.loads((Path(directory) / EVAL_FILE).read_text()))
-    return dict(result.metrics), cells
+    payload = read_result(trainer.fit())
+    return payload["metrics"], pd.DataFrame(payload["cells"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,18 +11,21 @@ checkpoint to Ray Train. After the last epoch it scores the test split the same 
 from __future__ import annotations
 
 import json
+import resource
+import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
-import pyarrow as pa
 import ray.train
 import torch
 import torch.distributed as dist
 from torchrec.distributed.model_parallel import DistributedModelParallel
 
+from modules.batch import Batch
 from modules.model import SeesawModel, embedding_tables
 from modules.spec import DatasetSpec
 from modules.strict import from_dict, to_dict
@@ -38,17 +41,85 @@ from sharding.planner import make_topology, plan_sharding
 from sharding.preview import format_preview, summarize_plan
 
 METRICS_FILE = "metrics.json"
+RESULT_FILE = "result.json"
 
 
 def _log(rank: int, message: str) -> None:
+    """Rank-0 progress line. Written to the real stdout: Train v2's print patch would tee a
+    plain print() to both the console and its logger, showing every line twice."""
     if rank == 0:
-        print(f"[seesaw] {message}", flush=True)
+        print(f"[seesaw] {message}", file=sys.__stdout__, flush=True)
 
 
-def arrow_batches(split: str, config: JobConfig) -> Iterator[pa.Table]:
+def shard_batches(split: str, config: JobConfig, collate: Collator) -> Iterator[Batch]:
+    """This worker's shard of `split` as collated Batches (collate runs in Ray Data's prefetch threads)."""
     shard = ray.train.get_dataset_shard(split)
-    return shard.iter_batches(batch_size=config.data.batch_size, batch_format="pyarrow",
-                              prefetch_batches=config.data.prefetch_batches)
+    return shard.iter_torch_batches(batch_size=config.data.batch_size, collate_fn=collate,
+                                    prefetch_batches=config.data.prefetch_batches)
+
+
+@dataclass
+class EpochStats:
+    """Timing of one worker's epoch. Compute time runs from a batch in hand to its step done;
+    input wait is the time spent waiting for the next batch (after the first)."""
+
+    steps: int = 0
+    first_batch_s: float = 0.0
+    wait_s: list[float] = field(default_factory=list)  # per step; 0 for the first
+    step_s: list[float] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
+    loss_sum: torch.Tensor | None = None
+
+    def mean_task_losses(self) -> list[float]:
+        return (self.loss_sum / max(self.steps, 1)).tolist() if self.loss_sum is not None else []
+
+    def metrics(self, world_size: int, skip: int = 0) -> dict[str, float]:
+        """Throughput and step-time statistics, leaving out the first `skip` (warm-up) steps."""
+        wait, step = np.asarray(self.wait_s[skip:]), np.asarray(self.step_s[skip:])
+        busy = max(float(wait.sum() + step.sum()), 1e-9)
+        samples = sum(self.batch_rows[skip:])
+        step = step if step.size else np.zeros(1)
+        return {
+            "train_steps": self.steps,
+            "train_samples_per_s": samples * world_size / busy,
+            "train_samples_per_s_per_worker": samples / busy,
+            "step_ms_p50": float(np.percentile(step, 50) * 1e3),
+            "step_ms_p90": float(np.percentile(step, 90) * 1e3),
+            "input_wait_fraction": float(wait.sum()) / busy,
+            "time_to_first_batch_s": self.first_batch_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "train_loss": float(sum(self.mean_task_losses())),
+        }
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
+                device: torch.device, max_steps: int | None = None,
+                on_step: Callable[[EpochStats], None] | None = None) -> EpochStats:
+    """One pass over `batches` in lockstep with the other workers; returns its timing."""
+    model.train()
+    stats = EpochStats()
+    t_start = t_ready = time.perf_counter()
+    for batch in lockstep(batches):
+        batch = batch.to(device)
+        t_batch = time.perf_counter()
+        if stats.steps == 0:
+            stats.first_batch_s = t_batch - t_start
+        stats.wait_s.append(0.0 if stats.steps == 0 else t_batch - t_ready)
+        loss, out = model(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses = out.task_losses.cpu()
+        stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
+        stats.steps += 1
+        stats.batch_rows.append(batch.size)
+        t_ready = time.perf_counter()
+        stats.step_s.append(t_ready - t_batch)
+        if on_step is not None:
+            on_step(stats)
+        if max_steps and stats.steps >= max_steps:
+            break
+    return stats
 
 
 def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> tuple[dict[str, float], list[dict]]:
@@ -101,43 +172,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_rows = loop_config.get("train_rows", 0)
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     for epoch in range(start_epoch, config.train.epochs):
-        sharded.train()
-        step, samples, wait = 0, 0, 0.0
-        loss_sum = torch.zeros(spec.num_tasks)
-        t_start = t_epoch = t_wait = time.perf_counter()
-        t_first_batch = 0.0
-        for table in lockstep(arrow_batches("train", config)):
-            batch = collate(table).to(device)
-            if step == 0:  # throughput counts from the first batch; start-up is reported apart
-                t_first_batch = time.perf_counter() - t_start
-                t_epoch = t_wait = time.perf_counter()
-            wait += time.perf_counter() - t_wait
-            loss, out = sharded(batch)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            step += 1
-            samples += batch.size
-            loss_sum += out.task_losses.cpu()
-            if step % config.train.log_every == 0:
-                elapsed = time.perf_counter() - t_epoch
-                losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, (loss_sum / step).tolist()))
-                _log(rank, f"epoch {epoch + 1}/{config.train.epochs} step {step}/~{steps_hint} | "
-                           f"{samples * world_size / elapsed:,.0f} samples/s | input wait {wait / elapsed:.0%} | loss {losses}")
-            if config.train.max_steps_per_epoch and step >= config.train.max_steps_per_epoch:
-                break
-            t_wait = time.perf_counter()
-        elapsed = time.perf_counter() - t_epoch
 
-        valid = gather(predict(sharded, (collate(t) for t in arrow_batches("valid", config)), pad, device))
+        def progress(stats: EpochStats) -> None:
+            if rank == 0 and stats.steps % config.train.log_every == 0:
+                m = stats.metrics(world_size)
+                losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
+                _log(rank, f"epoch {epoch + 1}/{config.train.epochs} step {stats.steps}/~{steps_hint} | "
+                           f"{m['train_samples_per_s']:,.0f} samples/s | input wait {m['input_wait_fraction']:.0%} | "
+                           f"loss {losses}")
+
+        stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
+                            config.train.max_steps_per_epoch, progress)
+        valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
-        metrics.update(epoch=epoch + 1, train_steps=step, train_samples_per_s=samples * world_size / max(elapsed, 1e-9),
-                       train_loss=float((loss_sum / max(step, 1)).sum()), time_to_first_batch_s=t_first_batch,
-                       input_wait_fraction=wait / max(elapsed, 1e-9))
+        metrics.update(epoch=epoch + 1, **stats.metrics(world_size))
         last = epoch == config.train.epochs - 1
         files: dict[str, Any] = {}
         if last:
-            test = gather(predict(sharded, (collate(t) for t in arrow_batches("test", config)), pad, device))
+            test = gather(predict(sharded, shard_batches("test", config, collate), pad, device))
             test_metrics, cells = _flat_metrics("test", test, spec)
             metrics.update(test_metrics)
             files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"]}
@@ -153,6 +205,28 @@ def _report(metrics: dict[str, Any], model, optimizer, epoch: int, rank: int, fi
             for name, content in files.items():
                 (Path(directory) / name).write_text(json.dumps(content, indent=2, default=_json_default))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def report_result(metrics: dict[str, Any], payload: Any) -> None:
+    """Reports `metrics`, with rank 0's `payload` as JSON in a small checkpoint.
+
+    Train v2 keeps a run's results with its checkpoints, so a JSON payload (a metrics table,
+    benchmark statistics) travels back to the driver this way, on one node or many.
+    """
+    if dist.get_rank() != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / RESULT_FILE).write_text(json.dumps(payload, default=_json_default))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def read_result(result: ray.train.Result) -> Any:
+    """Driver side of `report_result`: the payload of the run's last report."""
+    if result.error:
+        raise result.error
+    with result.checkpoint.as_directory() as directory:
+        return json.loads((Path(directory) / RESULT_FILE).read_text())
 
 
 def _json_default(value: Any) -> Any:

@@ -1,47 +1,105 @@
 """Sharded checkpoints with torch.distributed.checkpoint (DCP).
 
 Every rank writes only its own shards; DCP's metadata lets a checkpoint load under any world
-size or sharding plan (DCP reshards on load). Plain JSON beside the shards holds what is not a
-tensor (progress, config), so nothing is ever unpickled from a checkpoint by Seesaw itself.
+size or sharding plan (DCP reshards on load). What is not a tensor (progress, RNG states) is
+plain JSON. DCP stores its own metadata with pickle, so every file a rank writes is listed
+with its SHA-256 in a JSON manifest, and loading verifies the manifests first: a truncated,
+corrupted or swapped file is refused before any byte of it is unpickled.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch import nn
 from torch.optim import Optimizer
 
 MODEL_KEY = "model"
 OPTIM_KEY = "optim"
 PROGRESS_FILE = "progress.json"
+MANIFEST_GLOB = "manifest-rank*.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is incomplete, corrupted, or does not belong to this model."""
+
+
+def _rank() -> int:
+    return dist.get_rank() if dist.is_initialized() else 0
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer | None = None,
                  progress: dict[str, Any] | None = None) -> None:
-    """Collective: every rank writes its shards of model (and optimizer) state under `directory`."""
+    """Collective: every rank writes its shards of model (and optimizer) state under `directory`,
+    then a manifest of the files it wrote. `progress` (JSON) is written by rank 0."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {MODEL_KEY: model.state_dict()}
     if optimizer is not None:
         state[OPTIM_KEY] = optimizer.state_dict()
-    Path(directory).mkdir(parents=True, exist_ok=True)
     dcp.save(state, checkpoint_id=str(directory))
-    if progress is not None and (not dist.is_initialized() or dist.get_rank() == 0):
-        (Path(directory) / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+    if progress is not None and _rank() == 0:
+        (directory / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
+    rank = _rank()
+    mine = sorted(p for p in directory.iterdir() if p.is_file() and (
+        p.name.startswith(f"__{rank}_") or (rank == 0 and p.name in (".metadata", PROGRESS_FILE))))
+    manifest = {p.name: _sha256(p) for p in mine}
+    (directory / f"manifest-rank{rank}.json").write_text(json.dumps(manifest, indent=2))
+
+
+def verify_checkpoint(directory: str | Path) -> None:
+    """Raises CheckpointError unless every file is listed in a manifest with a matching hash."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: checkpoint directory not found")
+    manifests = sorted(directory.glob(MANIFEST_GLOB))
+    if not manifests or not (directory / ".metadata").exists():
+        raise CheckpointError(f"{directory}: not a complete Seesaw checkpoint (no manifest or no .metadata)")
+    listed: dict[str, str] = {}
+    for manifest in manifests:
+        try:
+            listed.update(json.loads(manifest.read_text()))
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{manifest}: corrupted manifest: {exc}") from exc
+    for name, digest in listed.items():
+        path = directory / name
+        if not path.exists():
+            raise CheckpointError(f"{directory}: file {name} listed in a manifest is missing")
+        if _sha256(path) != digest:
+            raise CheckpointError(f"{path}: content does not match its manifest hash (truncated or corrupted)")
+    unlisted = sorted(p.name for p in directory.iterdir()
+                      if p.is_file() and p.name not in listed and not p.match(MANIFEST_GLOB))
+    dcp_files = [n for n in unlisted if n.endswith(".distcp") or n == ".metadata"]
+    if dcp_files:
+        raise CheckpointError(f"{directory}: files not covered by any manifest: {dcp_files}")
 
 
 def load_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer | None = None) -> dict[str, Any]:
-    """Collective: loads model (and optimizer) state in place, resharding as needed.
-
-    Returns the progress JSON saved with it ({} if none).
-    """
+    """Collective: verifies, then loads model (and optimizer) state in place, resharding as
+    needed. Returns the progress JSON saved with it ({} if none)."""
+    verify_checkpoint(directory)
     state: dict[str, Any] = {MODEL_KEY: model.state_dict()}
     if optimizer is not None:
         state[OPTIM_KEY] = optimizer.state_dict()
-    dcp.load(state, checkpoint_id=str(directory))
+    try:
+        dcp.load(state, checkpoint_id=str(directory))
+    except (CheckpointException, RuntimeError, ValueError, KeyError) as exc:
+        reason = [line for line in str(exc).splitlines() if line.strip()][-1]  # DCP's root cause
+        raise CheckpointError(f"{directory}: does not match this model: {reason[:300]}") from exc
     model.load_state_dict(state[MODEL_KEY])
     if optimizer is not None:
         optimizer.load_state_dict(state[OPTIM_KEY])
