@@ -19,7 +19,9 @@ import torch
 import torch.distributed as dist
 
 from modules.spec import DatasetSpec
-from modules.strict import ConfigError, from_dict
+from modules.strict import ConfigError
+from ray_jobs.collate import DataError
+from sharding.checkpoint import CheckpointError, from_dict
 from ray_jobs.collate import Collator
 from ray_jobs.config import JobConfig, load_config
 from ray_jobs.data import SPLITS
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         metrics, cells = evaluate(args.checkpoint, args.data, args.split, args.num_workers)
-    except ConfigError as exc:
+    except (ConfigError, DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(format_table(cells))

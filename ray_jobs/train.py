@@ -15,6 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 from modules.strict import ConfigError
+from ray_jobs.collate import DataError
+from sharding.checkpoint import CheckpointError
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, run_name = parse_args(argv)
         run(config, run_name)
-    except ConfigError as exc:
+    except (ConfigError, DataError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -1,0 +1,143 @@
+"""The compare job: model syntax, and on tiny data a report whose gains and oracle numbers match
+values recomputed independently from the runs' metrics.json and the test Parquet files."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from modules.strict import ConfigError
+from ray_jobs import compare
+from ray_jobs.compare import ModelEntry, parse_args, parse_models, with_params
+from ray_jobs.config import DataConfig, JobConfig, TrainConfig, WorkersConfig
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODELS = ("sharedbottom", "mmoe")
+
+
+def test_models_syntax_names_labels_and_json_with_commas():
+    entries = parse_models('pepnet, sharedbottom,epnet_only=pepnet{"use_ppnet": false, "gamma": 1.5}')
+    assert entries == [ModelEntry("pepnet", "pepnet", {}), ModelEntry("sharedbottom", "sharedbottom", {}),
+                       ModelEntry("epnet_only", "pepnet", {"use_ppnet": False, "gamma": 1.5})]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("pepnet,nosuchmodel", "unknown model"),
+    ('pepnet{"no_such_param": 1}', "no_such_param"),
+    ('v=pepnet{"use_ppnet": fals}', "valid JSON"),
+    ("pepnet,pepnet", "duplicate"),
+    ("", "no model"),
+])
+def test_models_syntax_errors_fail_before_training(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_models(text)
+
+
+def test_params_option_merges_into_the_labelled_entry():
+    base, entries, seeds, out, baseline, _ = parse_args(
+        ["--models", 'mmoe,big=mmoe{"num_experts": 8}', "--params-big", '{"tower": [32]}',
+         "--params-mmoe={\"num_experts\": 2}", "--seeds", "3,4", "--epochs", "5", "--out", "reports/x"])
+    assert entries == [ModelEntry("mmoe", "mmoe", {"num_experts": 2}),
+                       ModelEntry("big", "mmoe", {"num_experts": 8, "tower": [32]})]
+    assert seeds == [3, 4] and base.train.epochs == 5 and out.name == "x" and baseline == "sharedbottom"
+    with pytest.raises(ConfigError, match="no model labelled"):
+        with_params(entries, {"ple": {}})
+
+
+def test_cli_rejects_a_typo_with_exit_code_2(capsys):
+    assert compare.main(["--models", "sharedbotom"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def compared(ray_session, tiny_data, tmp_path_factory):
+    root = tmp_path_factory.mktemp("compare")
+    base = JobConfig(name="cmp", data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
+                     train=TrainConfig(epochs=1, log_every=1000), workers=WorkersConfig(num_workers=1),
+                     runs_dir=str(root / "runs"))
+    entries = [ModelEntry(m, m) for m in MODELS]
+    out = compare.compare(base, entries, seeds=[0], out=root / "report")
+    return base, entries, out
+
+
+def _run_cells(base: JobConfig, out, label: str) -> pd.DataFrame:
+    """A run's cells straight from its metrics.json, found by the documented run-name scheme."""
+    run_dir = f"{base.runs_dir}/{out.name}-{label}-s0"
+    return pd.DataFrame(json.loads(open(f"{run_dir}/metrics.json").read())["cells"])
+
+
+def test_report_files_are_written(compared):
+    _, _, out = compared
+    for name in ("report.md", "results.csv", "summary.csv", "gains.csv", "oracle.csv", "runs.csv"):
+        assert (out / name).stat().st_size > 0, name
+    pngs = [f"{m}_{k}.png" for m in MODELS for k in ("auc", "gauc")] + \
+           ["gain_mmoe_auc.png", "gain_mmoe_gauc.png", "oracle_auc.png", "oracle_gauc.png"]
+    for name in pngs:
+        assert (out / "heatmaps" / name).read_bytes()[:8] == PNG_SIGNATURE, name
+    results = pd.read_csv(out / "results.csv")
+    assert tuple(results.columns) == compare.RESULT_COLUMNS
+    assert len(results) == len(MODELS) * (3 * 4 + 4)  # 3 domains x 4 tasks + 4 per-task "all" rows
+    text = (out / "report.md").read_text()
+    assert all(f"## {m}: per cell" in text for m in MODELS)
+
+
+def test_results_and_summary_match_the_runs(compared):
+    base, _, out = compared
+    results = pd.read_csv(out / "results.csv", keep_default_na=True)
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    for label in MODELS:
+        cells = _run_cells(base, out, label)
+        mine = results[results["model"] == label].reset_index(drop=True)
+        np.testing.assert_allclose(mine["auc"].to_numpy(float), cells["auc"].to_numpy(float), rtol=1e-9)
+        np.testing.assert_allclose(mine["gauc"].to_numpy(float), cells["gauc"].to_numpy(float), rtol=1e-9)
+        domain_task = cells[cells["domain"] != "all"]
+        assert summary.loc[label, "mean_gauc"] == pytest.approx(np.nanmean(domain_task["gauc"].to_numpy(float)))
+
+
+def test_gains_equal_model_minus_sharedbottom_per_cell(compared):
+    base, _, out = compared
+    gains = pd.read_csv(out / "gains.csv")
+    assert set(gains["model"]) == {"mmoe"}
+    model = _run_cells(base, out, "mmoe").set_index(["domain", "task"])
+    baseline = _run_cells(base, out, "sharedbottom").set_index(["domain", "task"])
+    checked = 0
+    for metric in ("auc", "gauc"):
+        rows = gains[gains["metric"] == metric].set_index(["domain", "task"])["gain"]
+        assert len(rows) == 12 and "all" not in rows.index.get_level_values(0)
+        for key, gain in rows.items():
+            expected = model.loc[key, metric] - baseline.loc[key, metric]
+            if np.isnan(expected):
+                assert np.isnan(gain), key
+            else:
+                assert gain == pytest.approx(expected, abs=1e-12), key
+                checked += 1
+    assert checked >= 20  # most cells have both classes even on tiny data
+    assert not (gains["gain"].dropna() == 0).all(), "two different models do not tie on every cell"
+
+
+def test_oracle_auc_equals_sklearn_on_the_prob_column(compared, tiny_data):
+    _, _, out = compared
+    test = pads.dataset(str(tiny_data / "test")).to_table(columns=["domain", "click", "prob_click"]).to_pandas()
+    search = test[test["domain"] == 1]  # "search" is domain 1 in the generator
+    expected = roc_auc_score(search["click"], search["prob_click"])
+    oracle = pd.read_csv(out / "oracle.csv").set_index(["domain", "task"])
+    assert oracle.loc[("search", "click"), "auc"] == pytest.approx(expected, abs=1e-9)
+    per_cell_rows = [line.split("|") for line in (out / "report.md").read_text().splitlines()
+                     if line.startswith("| search | click |") and len(line.split("|")) == 11]
+    assert len(per_cell_rows) == len(MODELS)  # one per-cell table per model, oracle columns last
+    assert all(row[-4].strip() == f"{expected:.4f}" for row in per_cell_rows)
+
+
+def test_reuse_keeps_finished_runs(compared):
+    base, entries, out = compared
+    metrics = [f"{base.runs_dir}/{out.name}-{e.label}-s0/metrics.json" for e in entries]
+    before = [os.stat(p).st_mtime_ns for p in metrics]
+    records = compare.train_all(base, entries, [0], prefix=out.name, reuse=True)
+    after = [os.stat(p).st_mtime_ns for p in metrics]
+    assert before == after and [r.label for r in records] == list(MODELS)

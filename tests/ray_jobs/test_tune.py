@@ -1,0 +1,167 @@
+"""Ray Tune over distributed trials: strict spaces, ASHA early stopping, resume, best config.
+
+One search (3 trials in order, one at a time) is interrupted like a Ctrl+C while its last trial
+is mid-way, then resumed by running it again; the tests below read what it left behind.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from ray.tune.search.variant_generator import generate_variants
+
+from modules.dense.registry import build_arch
+from modules.strict import ConfigError
+from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig, load_config
+from ray_jobs.generate import PRESETS, dataset_spec
+from ray_jobs.train import run
+from ray_jobs.tune import (BEST_CONFIG, TRIALS_CSV, TRIALS_MD, SearchOptions, apply_overrides, load_space,
+                           max_concurrent_trials, search)
+from sharding.optim import OptimConfig
+
+SPACES = sorted(p for p in Path("tune_spaces").glob("*.py") if p.stem not in ("__init__", "common"))
+METRIC = "val_auc/click"  # click carries the generator's strongest signal; rare tasks are noise on tiny data
+EPOCHS = 2
+# In trial order: good, absurd (ASHA must stop it after epoch 1), good (interrupted after epoch 1).
+LEARNING_RATES = (3e-2, 1e-9, 1e-2)
+SPACE = f"""
+from ray import tune
+ARCH = "sharedbottom"
+def space():
+    return {{"train.optim.dense_lr": tune.grid_search({list(LEARNING_RATES)})}}
+"""
+
+
+@pytest.mark.parametrize("path", SPACES, ids=lambda p: p.stem)
+def test_every_space_samples_buildable_models(path):
+    arch, space = load_space(path)
+    assert all(k.startswith(("model.params.", "train.optim.")) for k in space)
+    base = replace(JobConfig(), model=ModelConfig(arch=arch))
+    spec = dataset_spec(PRESETS["tiny"])
+    for _, variant in itertools.islice(generate_variants({"config": space}), 8):
+        config = apply_overrides(base, variant["config"])
+        assert config.model.arch == arch and config.model.params
+        build_arch(arch, spec, config.model.params)  # e.g. SMES's K_s + K_a <= E holds
+
+
+def test_apply_overrides_is_strict():
+    config = apply_overrides(JobConfig(), {"train.optim.dense_lr": 0.5, "model.params.tower": [32]})
+    assert config.train.optim.dense_lr == 0.5 and config.model.params["tower"] == [32]
+    for bad in ({"train.optim.dense_lrr": 1e-3},   # no such JobConfig field
+                {"train.epochs.x": 1},             # epochs is not a section
+                {"model.params.gama": 2.0},        # not a PEPNet param
+                {"train.epochs": "three"},         # wrong type
+                {"model.params.gamma": "high"}):
+        with pytest.raises(ConfigError):
+            apply_overrides(JobConfig(), bad)
+
+
+def test_max_concurrent_trials_fits_the_cluster():
+    workers = WorkersConfig(num_workers=2, cpus_per_worker=1.0)  # 2 CPUs + 1 for Ray Data + the trial's own
+    assert max_concurrent_trials(workers, {"CPU": 16.0}) == 5
+    assert max_concurrent_trials(workers, {"CPU": 2.0}) == 1  # never 0: one trial still runs
+    gpu = replace(workers, use_gpu=True)
+    assert max_concurrent_trials(gpu, {"CPU": 64.0, "GPU": 8.0}) == 4
+    assert max_concurrent_trials(gpu, {"CPU": 64.0}) == 1
+
+
+def _results(experiment_dir: Path) -> dict[str, str]:
+    """trial id -> its result.json text (one JSON line per reported epoch)."""
+    return {p.parent.name.removeprefix("trial_"): p.read_text()
+            for p in sorted(experiment_dir.glob("trial_*/result.json"))}
+
+
+def _epochs(result_json: str) -> list[int]:
+    return [json.loads(line)["epoch"] for line in result_json.splitlines()]
+
+
+def _interrupt_after_first_epoch_of(trial_glob: Path, done: threading.Event) -> None:
+    """Sends Tune's stop signal (as Ctrl+C would) once a trial's inner run checkpointed epoch 1."""
+    while not done.wait(0.5):
+        if any(p.joinpath("train", "checkpoint_manager_snapshot.json").exists()
+               for p in trial_glob.parent.glob(trial_glob.name)):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return
+
+
+@pytest.fixture(scope="module")
+def interrupted_then_resumed(ray_session, tiny_data, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tune")
+    space_path = tmp / "lr_grid.py"
+    space_path.write_text(SPACE)
+    base = JobConfig(
+        name="tune",
+        data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
+        model=ModelConfig(arch="sharedbottom"),
+        train=TrainConfig(epochs=EPOCHS, log_every=1000, max_steps_per_epoch=20,
+                          optim=OptimConfig(sparse_lr=0.0)),  # only the dense lr differs between trials
+        workers=WorkersConfig(num_workers=1),
+        runs_dir=str(tmp / "runs"),
+    )
+    options = SearchOptions(name="grid", storage=str(tmp / "tune"), num_samples=1, metric=METRIC,
+                            max_concurrent=1, reduction_factor=2)
+    experiment_dir = tmp / "tune" / "grid"
+
+    done = threading.Event()
+    watcher = threading.Thread(target=_interrupt_after_first_epoch_of,
+                               args=(experiment_dir / "trial_*_00002", done), daemon=True)
+    watcher.start()
+    try:
+        assert search(base, space_path, options) == experiment_dir
+    finally:
+        done.set()
+    before = _results(experiment_dir)
+    table_before = pd.read_csv(experiment_dir / TRIALS_CSV)
+    best_written_before = (experiment_dir / BEST_CONFIG).exists()
+
+    search(base, space_path, options)  # the same call again resumes the experiment
+    return base, experiment_dir, before, table_before, best_written_before
+
+
+def test_interrupted_search_leaves_an_unfinished_trial(interrupted_then_resumed):
+    _, _, before, table, best_written = interrupted_then_resumed
+    assert len(before) == 3
+    assert sorted(table["status"]) == ["done", "running", "stopped early"]
+    assert not best_written, "no best config until every trial has finished"
+
+
+def test_asha_stops_the_absurd_learning_rate_after_one_epoch(interrupted_then_resumed):
+    _, experiment_dir, _, _, _ = interrupted_then_resumed
+    table = pd.read_csv(experiment_dir / TRIALS_CSV).set_index("train.optim.dense_lr")
+    assert table.loc[1e-9, "epochs"] == 1 and table.loc[1e-9, "status"] == "stopped early"
+    for lr in (3e-2, 1e-2):
+        assert table.loc[lr, "epochs"] == EPOCHS and table.loc[lr, "status"] == "done"
+    assert table.loc[1e-9, METRIC] < min(table.loc[3e-2, METRIC], table.loc[1e-2, METRIC])
+
+
+def test_resume_keeps_finished_trials_and_completes_the_rest(interrupted_then_resumed):
+    _, experiment_dir, before, _, _ = interrupted_then_resumed
+    after = _results(experiment_dir)
+    assert after.keys() == before.keys(), "the same trials, none started anew"
+    last = max(after)  # the third trial, the one interrupted
+    for trial_id in set(after) - {last}:
+        assert after[trial_id] == before[trial_id], "a finished trial was re-run"
+    epochs = _epochs(after[last])
+    assert epochs[-1] == EPOCHS and len(epochs) == len(set(epochs)), \
+        f"the interrupted trial must continue from its checkpoint, not start over: epochs {epochs}"
+
+
+def test_trials_table_and_best_config_train(interrupted_then_resumed):
+    base, experiment_dir, _, _, _ = interrupted_then_resumed
+    table = pd.read_csv(experiment_dir / TRIALS_CSV)
+    assert list(table.columns) == ["trial_id", "train.optim.dense_lr", METRIC, "epochs", "status"]
+    assert table[METRIC].is_monotonic_decreasing, "best trial first"
+    assert (experiment_dir / TRIALS_MD).read_text().count("\n") == 2 + len(table)
+    best = load_config(experiment_dir / BEST_CONFIG)
+    assert best.train.optim.dense_lr == table.loc[0, "train.optim.dense_lr"]
+    assert best.runs_dir == base.runs_dir and best.model == base.model and best.data == base.data
+    run_dir = run(replace(best, train=replace(best.train, epochs=1, max_steps_per_epoch=5)), run_name="best")
+    assert json.loads((run_dir / "metrics.json").read_text())["summary"]["epoch"] == 1
