@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -38,10 +38,20 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Training schedule.
+
+    Attributes:
+        checkpoint_every_steps: also checkpoint mid-epoch every N steps (None: epoch ends only);
+            a restarted job resumes from the latest checkpoint, skipping the batches it trained.
+        keep_checkpoints: how many of the latest checkpoints the run directory keeps.
+    """
+
     epochs: int = 2
     seed: int = 0
     log_every: int = 50
     max_steps_per_epoch: int | None = None
+    checkpoint_every_steps: int | None = None
+    keep_checkpoints: int = 2
     optim: OptimConfig = OptimConfig()
 
 
@@ -49,13 +59,15 @@ class TrainConfig:
 class WorkersConfig:
     """Ray Train scaling. CPU workers use gloo, GPU workers NCCL.
 
-    `cpus_per_worker` below 1 on a small machine leaves CPU to Ray Data's read tasks.
+    `cpus_per_worker` below 1 on a small machine leaves CPU to Ray Data's read tasks;
+    `placement_strategy` SPREAD puts workers on distinct nodes where it can.
     """
 
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 0.5
     max_failures: int = 0
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from modules.spec import DatasetSpec, SparseFeature
 from modules.strict import ConfigError, to_dict
-from ray_jobs.recipe import DOMAIN_COLUMN, Buckets, Recipe, Source, Split, SparseSpec, load_recipe
+from ray_jobs.recipe import DOMAIN_COLUMN, GROUP_COLUMN, Buckets, Recipe, Source, Split, SparseSpec, load_recipe
 
 SPLITS = ("train", "valid", "test")
 OTHER = "other"
@@ -290,7 +290,18 @@ def encode(raw: RawLog, recipe: Recipe, encoders: Encoders) -> pa.Table:
     position = pd.Index(encoders.domains).get_indexer(canonical(raw.frame[recipe.domain.column]))
     domain = np.where(position >= 0, position, encoders.domains.index(OTHER))
     columns[DOMAIN_COLUMN] = pa.array(domain.astype(np.int64))
+    columns[GROUP_COLUMN] = pa.array(group_ids(raw.frame[recipe.group]))
     return pa.table(columns)
+
+
+def group_ids(values: pd.Series) -> np.ndarray:
+    """GAUC group of each row from the *raw* group column (not its OOV-folded encoding, which
+    would pool every rare user into one group): integer ids as they are, anything else hashed
+    (stable across splits and runs)."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    if numeric.notna().all() and (numeric == numeric.round()).all():
+        return numeric.to_numpy().astype(np.int64)
+    return pd.util.hash_array(values.astype(str).to_numpy()).view(np.int64)
 
 
 def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
@@ -306,7 +317,7 @@ def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
         tasks=tuple(t.output for t in recipe.tasks),
         domains=encoders.domains,
         domain_column=DOMAIN_COLUMN,
-        group_column=recipe.group,
+        group_column=GROUP_COLUMN,
     )
 
 

@@ -19,6 +19,7 @@ from modules.strict import ConfigError, from_dict
 Format = Literal["csv", "tsv", "parquet"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAIN_COLUMN = "domain"  # the output column holding the domain id
+GROUP_COLUMN = "group_id"  # the output column holding GAUC groups (raw user ids)
 
 
 @dataclass(frozen=True)
@@ -172,7 +173,7 @@ class Recipe:
         dupes = sorted({n for n in outputs if outputs.count(n) > 1})
         if dupes:
             raise ConfigError(f"recipe: output name(s) used twice: {dupes}")
-        clash = sorted(set(outputs) & {DOMAIN_COLUMN})
+        clash = sorted(set(outputs) & {DOMAIN_COLUMN, GROUP_COLUMN})
         if clash:
             raise ConfigError(f"recipe: {clash} is reserved for the domain id column")
         if self.group not in [f.output for f in self.sparse]:

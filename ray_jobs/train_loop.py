@@ -70,6 +70,12 @@ class EpochStats:
     step_s: list[float] = field(default_factory=list)
     batch_rows: list[int] = field(default_factory=list)
     loss_sum: torch.Tensor | None = None
+    skipped: int = 0  # batches consumed untrained when resuming mid-epoch
+
+    @property
+    def position(self) -> int:
+        """Batches of this epoch done, counting those trained before a resume."""
+        return self.skipped + self.steps
 
     def mean_task_losses(self) -> list[float]:
         return (self.loss_sum / max(self.steps, 1)).tolist() if self.loss_sum is not None else []
@@ -136,11 +142,18 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
                 device: torch.device, max_steps: int | None = None,
-                on_step: Callable[[EpochStats], None] | None = None) -> EpochStats:
-    """One pass over `batches` in lockstep with the other workers; returns its timing."""
+                on_step: Callable[[EpochStats], None] | None = None, skip: int = 0) -> EpochStats:
+    """One pass over `batches` in lockstep with the other workers; returns its timing.
+
+    `skip` batches are consumed untrained first (a resumed epoch's already-trained part);
+    `max_steps` counts them too.
+    """
     model.train()
     stats = EpochStats()
     timed = _TimedIterator(lockstep(batches))
+    for _ in zip(range(skip), timed):
+        pass
+    stats.skipped = skip
     t_start = t_last = time.perf_counter()
     for out in _steps(model, optimizer, timed, device):
         now = time.perf_counter()
@@ -158,7 +171,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
         stats.batch_rows.append(int(out.logits.shape[0]))
         if on_step is not None:
             on_step(stats)
-        if max_steps and stats.steps >= max_steps:
+        if max_steps and skip + stats.steps >= max_steps:
             break
     return stats
 
@@ -202,19 +215,29 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     collate = Collator(spec, model.kjt_keys)
     pad = collate.padding_batch()
 
-    start_epoch = 0
+    start_epoch, skip = 0, 0
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             progress = load_sharded(directory, sharded, optimizer)
-        start_epoch = progress.get("epoch", -1) + 1
-        _log(rank, f"resumed from checkpoint after epoch {progress.get('epoch')} ({checkpoint.path})")
+        if progress.get("epoch_done", True):
+            start_epoch = progress.get("epoch", -1) + 1
+        else:
+            start_epoch, skip = progress["epoch"], progress["step"]
+        if "rank_state" in progress:
+            torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
+        _log(rank, f"resumed from checkpoint at epoch {progress.get('epoch', -1) + 1} step {progress.get('step')} "
+                   f"({checkpoint.path})")
 
     train_rows = loop_config.get("train_rows", 0)
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     for epoch in range(start_epoch, config.train.epochs):
 
-        def progress(stats: EpochStats) -> None:
+        def on_step(stats: EpochStats) -> None:
+            every = config.train.checkpoint_every_steps
+            if every and stats.position % every == 0:
+                _checkpoint({"epoch": epoch + 1, "step": stats.position, **stats.metrics(world_size)},
+                            sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": False}, rank, {})
             if rank == 0 and stats.steps % config.train.log_every == 0:
                 m = stats.metrics(world_size)
                 losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
@@ -223,7 +246,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                            f"loss {losses}")
 
         stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
-                            config.train.max_steps_per_epoch, progress)
+                            config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
         metrics.update(epoch=epoch + 1, **stats.metrics(world_size))
@@ -233,19 +256,31 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             test = gather(predict(sharded, shard_batches("test", config, collate), pad, device))
             test_metrics, cells = _flat_metrics("test", test, spec)
             metrics.update(test_metrics)
-            files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"]}
+            files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
+                                   "worker_nodes": _worker_nodes()}
         _log(rank, "epoch {epoch}: val mean AUC {val_mean_auc:.4f} mean GAUC {val_mean_gauc:.4f} ({train_samples_per_s:,.0f} samples/s)".format(**metrics))
-        _report(metrics, sharded, optimizer, epoch, rank, files)
+        _checkpoint(metrics, sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": True},
+                    rank, files)
 
 
-def _report(metrics: dict[str, Any], model, optimizer, epoch: int, rank: int, files: dict[str, Any]) -> None:
-    """Writes this rank's checkpoint shards (plus rank 0's JSON files) and reports to Ray Train."""
+def _checkpoint(metrics: dict[str, Any], model, optimizer, progress: dict[str, Any], rank: int,
+                files: dict[str, Any]) -> None:
+    """Collective: writes this rank's checkpoint shards, its RNG state and rank 0's JSON files,
+    and reports them with `metrics` to Ray Train (which keeps the latest K)."""
     with tempfile.TemporaryDirectory() as directory:
-        save_sharded(directory, model, optimizer, progress={"epoch": epoch})
+        save_sharded(directory, model, optimizer, progress=progress,
+                     rank_state={"torch_rng": torch.get_rng_state().tolist()})
         if rank == 0:
             for name, content in files.items():
                 (Path(directory) / name).write_text(json.dumps(content, indent=2, default=_json_default))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+def _worker_nodes() -> list[str]:
+    """Ray node id of every rank, in rank order (collective)."""
+    nodes: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, ray.get_runtime_context().get_node_id())
+    return nodes
 
 
 def report_result(metrics: dict[str, Any], payload: Any) -> None:

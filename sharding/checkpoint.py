@@ -42,10 +42,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _rank_file(rank: int) -> str:
+    return f"rank{rank}-state.json"
+
+
 def save_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer | None = None,
-                 progress: dict[str, Any] | None = None) -> None:
+                 progress: dict[str, Any] | None = None, rank_state: dict[str, Any] | None = None) -> None:
     """Collective: every rank writes its shards of model (and optimizer) state under `directory`,
-    then a manifest of the files it wrote. `progress` (JSON) is written by rank 0."""
+    then a manifest of the files it wrote. `progress` (JSON) is written by rank 0, `rank_state`
+    (JSON, e.g. RNG states) by every rank for itself."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state: dict[str, Any] = {MODEL_KEY: model.state_dict()}
@@ -55,8 +60,11 @@ def save_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer |
     if progress is not None and _rank() == 0:
         (directory / PROGRESS_FILE).write_text(json.dumps(progress, indent=2))
     rank = _rank()
+    if rank_state is not None:
+        (directory / _rank_file(rank)).write_text(json.dumps(rank_state))
     mine = sorted(p for p in directory.iterdir() if p.is_file() and (
-        p.name.startswith(f"__{rank}_") or (rank == 0 and p.name in (".metadata", PROGRESS_FILE))))
+        p.name.startswith(f"__{rank}_") or p.name == _rank_file(rank)
+        or (rank == 0 and p.name in (".metadata", PROGRESS_FILE))))
     manifest = {p.name: _sha256(p) for p in mine}
     (directory / f"manifest-rank{rank}.json").write_text(json.dumps(manifest, indent=2))
 
@@ -90,7 +98,8 @@ def verify_checkpoint(directory: str | Path) -> None:
 
 def load_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer | None = None) -> dict[str, Any]:
     """Collective: verifies, then loads model (and optimizer) state in place, resharding as
-    needed. Returns the progress JSON saved with it ({} if none)."""
+    needed. Returns the progress JSON saved with it ({} if none), with this rank's own state
+    under "rank_state" when the checkpoint has one for this rank."""
     verify_checkpoint(directory)
     state: dict[str, Any] = {MODEL_KEY: model.state_dict()}
     if optimizer is not None:
@@ -103,5 +112,9 @@ def load_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer |
     model.load_state_dict(state[MODEL_KEY])
     if optimizer is not None:
         optimizer.load_state_dict(state[OPTIM_KEY])
-    progress = Path(directory) / PROGRESS_FILE
-    return json.loads(progress.read_text()) if progress.exists() else {}
+    progress_file = Path(directory) / PROGRESS_FILE
+    progress = json.loads(progress_file.read_text()) if progress_file.exists() else {}
+    rank_file = Path(directory) / _rank_file(_rank())
+    if rank_file.exists():
+        progress["rank_state"] = json.loads(rank_file.read_text())
+    return progress

@@ -53,11 +53,14 @@ def test_kuairand_same_bytes_twice(kuairand, tmp_path):
     assert first == second
 
 
-def test_kuairand_spec_matches_columns(kuairand):
+def test_kuairand_spec_matches_columns(kuairand, kuairand_raw):
     spec = DatasetSpec.load(kuairand)
+    days = {"train": kuairand_raw.date <= 20220419, "valid": kuairand_raw.date == 20220420,
+            "test": kuairand_raw.date == 20220421}
+    raw_users = {split: kuairand_raw.user_id[mask].tolist() for split, mask in days.items()}
     assert spec.tasks == ("is_click", "long_view", "is_comment", "is_follow", "is_forward", "like")
     assert spec.domains == ("full_active", "high_active", "middle_active", "other")
-    assert spec.group_column == "user_id" and spec.domain_column == "domain"
+    assert spec.group_column == "group_id" and spec.domain_column == "domain"
     assert spec.feature("user_active_degree").role == "domain"
     assert spec.feature("video_id").role == "item" and spec.feature("user_id").embedding_dim == 32
     for split in SPLITS:
@@ -72,6 +75,8 @@ def test_kuairand_spec_matches_columns(kuairand):
         assert all(str(table.schema.field(t).type) == "int8" for t in spec.tasks)
         domain = table["domain"].to_numpy()
         assert domain.dtype == np.int64 and domain.min() >= 0 and domain.max() < spec.num_domains
+        # GAUC groups are the raw users: one group per raw user id, rare users not pooled in OOV
+        assert table["group_id"].to_pylist() == raw_users[split]
 
 
 def test_kuairand_splits_are_the_days_and_reencode_identically(kuairand, kuairand_raw):
