@@ -59,6 +59,8 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class RunRecord:
+    """Where one (model, seed) run left its metrics.json."""
+
     label: str
     arch: str
     seed: int
@@ -239,6 +241,7 @@ def model_summary(per_seed: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
 
 
 def domain_task_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Drops the pooled per-task rows: heatmaps and gains are about the domain x task cells."""
     return df[df["domain"] != ALL_DOMAINS]
 
 

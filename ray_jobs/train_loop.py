@@ -71,6 +71,7 @@ class EpochStats:
     batch_rows: list[int] = field(default_factory=list)
     loss_sum: torch.Tensor | None = None
     skipped: int = 0  # batches consumed untrained when resuming mid-epoch
+    telemetry_sum: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. SMES expert load
 
     @property
     def position(self) -> int:
@@ -96,6 +97,7 @@ class EpochStats:
             "time_to_first_batch_s": self.first_batch_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "train_loss": float(sum(self.mean_task_losses())),
+            **{f"telemetry/{k}": (v / max(self.steps, 1)).tolist() for k, v in self.telemetry_sum.items()},
         }
 
 
@@ -167,6 +169,9 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
         t_last = now
         losses = out.task_losses.cpu()
         stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
+        for name, value in out.telemetry.items():
+            value = value.float().cpu()
+            stats.telemetry_sum[name] = stats.telemetry_sum[name] + value if name in stats.telemetry_sum else value
         stats.steps += 1
         stats.batch_rows.append(int(out.logits.shape[0]))
         if on_step is not None:

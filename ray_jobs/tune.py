@@ -166,8 +166,23 @@ def to_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _new_tuner(trainable: Any, space: dict[str, Any], base: JobConfig, name: str, experiment_dir: Path,
+               options: SearchOptions) -> tune.Tuner:
+    concurrent = options.max_concurrent or max_concurrent_trials(base.workers, ray.cluster_resources())
+    print(f"[seesaw] search {name!r}: {options.num_samples} sample(s), "
+          f"{base.workers.num_workers} worker(s) per trial, up to {concurrent} trial(s) at once", flush=True)
+    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=options.metric, mode="max", max_t=base.train.epochs,
+                              grace_period=1, reduction_factor=options.reduction_factor)
+    return tune.Tuner(
+        trainable, param_space=space,
+        tune_config=tune.TuneConfig(num_samples=options.num_samples, scheduler=scheduler,
+                                    max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname_creator),
+        run_config=tune.RunConfig(name=name, storage_path=str(experiment_dir.parent)),
+    )
+
+
 def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> Path:
-    """Runs (or resumes) the search and returns the experiment directory.
+    """Runs (or resumes) the search, writes its results and returns the experiment directory.
 
     `base.model.arch` is set to the space's ARCH (params reset if it was another model).
     """
@@ -179,25 +194,14 @@ def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> P
     init_ray(base)
     name = options.name or f"tune-{arch}"
     experiment_dir = Path(options.storage or base.runs_dir).resolve() / name
-    trainable = tune.with_resources(tune.with_parameters(run_trial, base=base, dataset=dataset,
-                                                               experiment_dir=str(experiment_dir)), {"CPU": TRIAL_CPUS})
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, base=base, dataset=dataset, experiment_dir=str(experiment_dir)),
+        {"CPU": TRIAL_CPUS})
     if tune.Tuner.can_restore(experiment_dir):
         print(f"[seesaw] resuming the search in {experiment_dir}", flush=True)
         tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True)
     else:
-        concurrent = options.max_concurrent or max_concurrent_trials(base.workers, ray.cluster_resources())
-        print(f"[seesaw] search {name!r}: {options.num_samples} sample(s), "
-              f"{base.workers.num_workers} worker(s) per trial, up to {concurrent} trial(s) at once", flush=True)
-        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=options.metric, mode="max",
-                                  max_t=base.train.epochs, grace_period=1,
-                                  reduction_factor=options.reduction_factor)
-        tuner = tune.Tuner(
-            trainable, param_space=space,
-            tune_config=tune.TuneConfig(num_samples=options.num_samples, scheduler=scheduler,
-                                        max_concurrent_trials=concurrent,
-                                        trial_dirname_creator=_trial_dirname_creator),
-            run_config=tune.RunConfig(name=name, storage_path=str(experiment_dir.parent)),
-        )
+        tuner = _new_tuner(trainable, space, base, name, experiment_dir, options)
     results = tuner.fit()
 
     table = trials_table(experiment_dir, list(space), options.metric, base.train.epochs)

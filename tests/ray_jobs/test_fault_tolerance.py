@@ -17,17 +17,32 @@ from ray_jobs.train import run
 TOLERANCE = 0.03  # test mean AUC, resumed vs uninterrupted (Ray Data's shard order may differ)
 
 
-def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int], timeout: float = 600.0) -> None:
-    from ray.util.state import list_actors
+def _train_workers_of_this_session() -> list[int]:
+    """PIDs of live RayTrainWorker processes of *this* Ray session (other Ray instances may run
+    on the machine): core-worker log files in the session directory carry their PIDs."""
+    import psutil
+    import ray
 
+    logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    pids = []
+    for log in logs.glob("python-core-worker-*.log"):
+        pid = int(log.stem.rsplit("_", 1)[1])
+        try:
+            if psutil.Process(pid).cmdline()[0].startswith("ray::RayTrainWorker"):
+                pids.append(pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+            continue
+    return sorted(pids)
+
+
+def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int], timeout: float = 900.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline and not any(run_dir.glob("checkpoint_*")):
         time.sleep(0.5)
-    workers = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    workers = _train_workers_of_this_session()
     if workers:
-        pid = int(workers[-1]["pid"])
-        os.kill(pid, signal.SIGKILL)
-        killed.append(pid)
+        os.kill(workers[-1], signal.SIGKILL)
+        killed.append(workers[-1])
 
 
 @pytest.fixture(scope="module")

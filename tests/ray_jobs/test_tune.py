@@ -24,19 +24,20 @@ from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, Wor
 from ray_jobs.generate import PRESETS, dataset_spec
 from ray_jobs.train import run
 from ray_jobs.tune import (BEST_CONFIG, TRIALS_CSV, TRIALS_MD, SearchOptions, apply_overrides, load_space,
-                           max_concurrent_trials, search)
-from sharding.optim import OptimConfig
+                           main, max_concurrent_trials, search)
 
 SPACES = sorted(p for p in Path("tune_spaces").glob("*.py") if p.stem not in ("__init__", "common"))
 METRIC = "val_auc/click"  # click carries the generator's strongest signal; rare tasks are noise on tiny data
 EPOCHS = 2
-# In trial order: good, absurd (ASHA must stop it after epoch 1), good (interrupted after epoch 1).
-LEARNING_RATES = (3e-2, 1e-9, 1e-2)
+# Embedding learning rates in trial order: good, absurd (ASHA must stop it after epoch 1),
+# good (interrupted after epoch 1). The embeddings (domain, user, item) carry most of the signal.
+LR = "train.optim.sparse_lr"
+LEARNING_RATES = (0.2, 1e-9, 0.1)
 SPACE = f"""
 from ray import tune
 ARCH = "sharedbottom"
 def space():
-    return {{"train.optim.dense_lr": tune.grid_search({list(LEARNING_RATES)})}}
+    return {{"{LR}": tune.grid_search({list(LEARNING_RATES)})}}
 """
 
 
@@ -62,6 +63,15 @@ def test_apply_overrides_is_strict():
                 {"model.params.gamma": "high"}):
         with pytest.raises(ConfigError):
             apply_overrides(JobConfig(), bad)
+
+
+def test_cli_rejects_a_bad_space_before_starting(tmp_path, capsys):
+    space = tmp_path / "typo.py"
+    space.write_text('ARCH = "mmoe"\ndef space():\n    return {"model.params.num_expert": 4}\n')
+    assert main(["--space", str(space), "--storage", str(tmp_path)]) == 2
+    assert "num_expert" in capsys.readouterr().err
+    assert main(["--space", str(tmp_path / "missing.py")]) == 2
+    assert not (tmp_path / "tune-mmoe").exists()
 
 
 def test_max_concurrent_trials_fits_the_cluster():
@@ -101,8 +111,7 @@ def interrupted_then_resumed(ray_session, tiny_data, tmp_path_factory):
         name="tune",
         data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
         model=ModelConfig(arch="sharedbottom"),
-        train=TrainConfig(epochs=EPOCHS, log_every=1000, max_steps_per_epoch=20,
-                          optim=OptimConfig(sparse_lr=0.0)),  # only the dense lr differs between trials
+        train=TrainConfig(epochs=EPOCHS, log_every=1000),
         workers=WorkersConfig(num_workers=1),
         runs_dir=str(tmp / "runs"),
     )
@@ -135,11 +144,11 @@ def test_interrupted_search_leaves_an_unfinished_trial(interrupted_then_resumed)
 
 def test_asha_stops_the_absurd_learning_rate_after_one_epoch(interrupted_then_resumed):
     _, experiment_dir, _, _, _ = interrupted_then_resumed
-    table = pd.read_csv(experiment_dir / TRIALS_CSV).set_index("train.optim.dense_lr")
+    table = pd.read_csv(experiment_dir / TRIALS_CSV).set_index(LR)
     assert table.loc[1e-9, "epochs"] == 1 and table.loc[1e-9, "status"] == "stopped early"
-    for lr in (3e-2, 1e-2):
+    for lr in (0.2, 0.1):
         assert table.loc[lr, "epochs"] == EPOCHS and table.loc[lr, "status"] == "done"
-    assert table.loc[1e-9, METRIC] < min(table.loc[3e-2, METRIC], table.loc[1e-2, METRIC])
+    assert table.loc[1e-9, METRIC] < min(table.loc[0.2, METRIC], table.loc[0.1, METRIC])
 
 
 def test_resume_keeps_finished_trials_and_completes_the_rest(interrupted_then_resumed):
@@ -157,11 +166,11 @@ def test_resume_keeps_finished_trials_and_completes_the_rest(interrupted_then_re
 def test_trials_table_and_best_config_train(interrupted_then_resumed):
     base, experiment_dir, _, _, _ = interrupted_then_resumed
     table = pd.read_csv(experiment_dir / TRIALS_CSV)
-    assert list(table.columns) == ["trial_id", "train.optim.dense_lr", METRIC, "epochs", "status"]
+    assert list(table.columns) == ["trial_id", LR, METRIC, "epochs", "status"]
     assert table[METRIC].is_monotonic_decreasing, "best trial first"
     assert (experiment_dir / TRIALS_MD).read_text().count("\n") == 2 + len(table)
     best = load_config(experiment_dir / BEST_CONFIG)
-    assert best.train.optim.dense_lr == table.loc[0, "train.optim.dense_lr"]
+    assert best.train.optim.sparse_lr == table.loc[0, LR]
     assert best.runs_dir == base.runs_dir and best.model == base.model and best.data == base.data
     run_dir = run(replace(best, train=replace(best.train, epochs=1, max_steps_per_epoch=5)), run_name="best")
     assert json.loads((run_dir / "metrics.json").read_text())["summary"]["epoch"] == 1
