@@ -37,7 +37,7 @@ import pyarrow.dataset as pads
 
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
+from ray_jobs.config import JobConfig, ModelConfig, load_config
 from ray_jobs.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics, summary
 from ray_jobs.report import gain_heatmap, gain_matrix, heatmap
 from ray_jobs.train_loop import METRICS_FILE
@@ -130,8 +130,13 @@ def job_for(base: JobConfig, entry: ModelEntry, seed: int) -> JobConfig:
 
 
 def _reusable(run_dir: Path, job: JobConfig) -> bool:
-    return (run_dir / METRICS_FILE).exists() and (run_dir / "job.yaml").exists() \
-        and (run_dir / "job.yaml").read_text() == dump_config(job)
+    """Same job once parsed (not same text: config fields added later take their defaults)."""
+    if not (run_dir / METRICS_FILE).exists() or not (run_dir / "job.yaml").exists():
+        return False
+    try:
+        return load_config(run_dir / "job.yaml") == job
+    except ConfigError:
+        return False
 
 
 def train_all(base: JobConfig, entries: Sequence[ModelEntry], seeds: Sequence[int], prefix: str,
