@@ -36,9 +36,11 @@ def _train_workers_of_this_session() -> list[int]:
 
 
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int], timeout: float = 900.0) -> None:
+    # a checkpoint directory appears when its upload starts; once a second one appears the
+    # first is committed, so the restarted workers must find it
     deadline = time.time() + timeout
-    while time.time() < deadline and not any(run_dir.glob("checkpoint_*")):
-        time.sleep(0.5)
+    while time.time() < deadline and len(list(run_dir.glob("checkpoint_*"))) < 2:
+        time.sleep(0.2)
     workers = _train_workers_of_this_session()
     if workers:
         os.kill(workers[-1], signal.SIGKILL)
@@ -65,7 +67,9 @@ def test_killed_worker_resumes_and_matches_uninterrupted_run(ray_session, config
     interrupted = run(config, run_name="interrupted")
     killer.join(timeout=5)
     assert killed, "no worker was killed: the test did not exercise a failure"
-    assert "resumed from checkpoint at epoch 1 step" in capfd.readouterr().out
+    out = capfd.readouterr().out
+    resumes = [line for line in out.splitlines() if "resumed from checkpoint" in line]
+    assert resumes and "at epoch 1 step" in resumes[0], f"killed {killed}; output tail:\n{out[-4000:]}"
 
     uninterrupted = run(config, run_name="uninterrupted")
     got = json.loads((interrupted / "metrics.json").read_text())["summary"]
