@@ -39,6 +39,7 @@ DATA_CPUS_PER_TRIAL = 1.0
 # The inner TorchTrainer's run name inside its trial directory: fixed, so a restored trial resumes it.
 INNER_RUN = "train"
 TIME_ATTR = "epoch"
+FINISHED = ("done", "stopped early", "error")  # trial statuses in the table that a resume leaves alone
 TRIALS_CSV, TRIALS_MD, BEST_CONFIG = "trials.csv", "trials.md", "best_config.yaml"
 PARAMS = ("model", "params")  # the one free-form mapping; its keys are checked by the arch's Config
 
@@ -208,7 +209,8 @@ def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> P
     table.to_csv(experiment_dir / TRIALS_CSV, index=False)
     (experiment_dir / TRIALS_MD).write_text(to_markdown(table))
     print(to_markdown(table))
-    if results.num_terminated + results.num_errors < len(results):
+    # The saved state, not `results`, tells an interrupted search: Tune's cleanup ends its trials.
+    if not table["status"].isin(FINISHED).all():
         print(f"[seesaw] search interrupted; run the same command again to resume it ({experiment_dir})")
         return experiment_dir
     best = results.get_best_result(options.metric, mode="max")
