@@ -19,10 +19,8 @@ import torch
 import torch.distributed as dist
 
 from modules.spec import DatasetSpec
-from modules.strict import ConfigError
-from ray_jobs.collate import DataError
-from sharding.checkpoint import CheckpointError, from_dict
-from ray_jobs.collate import Collator
+from modules.strict import ConfigError, from_dict
+from ray_jobs.collate import Collator, DataError
 from ray_jobs.config import JobConfig, load_config
 from ray_jobs.data import SPLITS
 from ray_jobs.evaluation import gather, predict
@@ -30,7 +28,7 @@ from ray_jobs.metrics import summary
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, build_sharded_model, read_result, report_result, shard_batches
-from sharding.checkpoint import load_sharded
+from sharding.checkpoint import CheckpointError, load_sharded
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 from modules.strict import ConfigError
 from ray_jobs.collate import DataError
-from sharding.checkpoint import CheckpointError
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, train_loop_per_worker
+from sharding.checkpoint import CheckpointError
 
 
 def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None]:
