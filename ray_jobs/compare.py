@@ -37,6 +37,7 @@ import pyarrow.dataset as pads
 
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
+from ray_jobs.cli import exit_code
 from ray_jobs.config import JobConfig, ModelConfig, load_config
 from ray_jobs.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics, summary
 from ray_jobs.report import gain_heatmap, gain_matrix, heatmap
@@ -341,7 +342,7 @@ def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRe
         oracle.to_csv(out / "oracle.csv", index=False)
         for metric in METRICS:
             heatmap(domain_task_cells(oracle), metric, out / "heatmaps" / f"oracle_{metric}.png", f"oracle {metric.upper()}")
-    md = [f"# Model comparison\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items()),
+    md = ["# Model comparison\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items()),
           "\n## Mean over the domain x task cells (test split; spread over seeds)\n\n", _summary_md(table, oracle, baseline)]
     for label in labels:
         cells = domain_task_cells(mean_cells(results, label))
@@ -453,14 +454,12 @@ def _params_options(parser: argparse.ArgumentParser, rest: list[str]) -> dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+    def body() -> None:
         base, entries, seeds, out, baseline, reuse = parse_args(argv)
         compare(base, entries, seeds, out, baseline, reuse,
                 command=shlex.join(["python", "-m", "ray_jobs.compare", *argv]))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+
+    return exit_code(body)
 
 
 if __name__ == "__main__":

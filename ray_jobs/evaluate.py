@@ -20,7 +20,8 @@ import torch.distributed as dist
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError, from_dict
-from ray_jobs.collate import Collator, DataError
+from ray_jobs.cli import exit_code
+from ray_jobs.collate import Collator
 from ray_jobs.config import JobConfig, load_config
 from ray_jobs.data import SPLITS
 from ray_jobs.evaluation import gather, predict
@@ -28,7 +29,7 @@ from ray_jobs.metrics import summary
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, build_sharded_model, read_result, report_result, shard_batches
-from sharding.checkpoint import CheckpointError, load_sharded
+from sharding.checkpoint import load_sharded
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
@@ -86,15 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", choices=SPLITS)
     parser.add_argument("--num-workers", type=int, help="workers to evaluate on (any count)")
     args = parser.parse_args(argv)
-    try:
+    def body() -> None:
         metrics, cells = evaluate(args.checkpoint, args.data, args.split, args.num_workers)
-    except (ConfigError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(cells))
-    print(f"[seesaw] {args.split} mean AUC {metrics[f'{args.split}_mean_auc']:.4f}, "
-          f"mean GAUC {metrics[f'{args.split}_mean_gauc']:.4f} on {metrics['world_size']} worker(s)")
-    return 0
+        print(format_table(cells))
+        print(f"[seesaw] {args.split} mean AUC {metrics[f'{args.split}_mean_auc']:.4f}, "
+              f"mean GAUC {metrics[f'{args.split}_mean_gauc']:.4f} on {metrics['world_size']} worker(s)")
+
+    return exit_code(body)
 
 
 if __name__ == "__main__":

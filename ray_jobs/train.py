@@ -14,13 +14,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from modules.strict import ConfigError
-from ray_jobs.collate import DataError
+from ray_jobs.cli import exit_code, override
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, train_loop_per_worker
-from sharding.checkpoint import CheckpointError
 
 
 def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None]:
@@ -32,15 +30,9 @@ def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None]:
     parser.add_argument("--num-workers", type=int, help="override workers.num_workers")
     parser.add_argument("--run-name", help="run directory name under runs_dir (default: <name>-<time>)")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = override(load_config(args.config), args.data, args.epochs, args.num_workers)
     if args.arch:
         config = replace(config, model=ModelConfig(arch=args.arch))
-    if args.data:
-        config = replace(config, data=replace(config.data, path=args.data))
-    if args.epochs is not None:
-        config = replace(config, train=replace(config.train, epochs=args.epochs))
-    if args.num_workers is not None:
-        config = replace(config, workers=replace(config.workers, num_workers=args.num_workers))
     return config, args.run_name
 
 
@@ -76,13 +68,7 @@ def format_table_from_records(cells: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        config, run_name = parse_args(argv)
-        run(config, run_name)
-    except (ConfigError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: run(*parse_args(argv)))
 
 
 if __name__ == "__main__":

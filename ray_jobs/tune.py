@@ -28,6 +28,7 @@ from ray.tune.search.variant_generator import generate_variants
 
 from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError, from_dict, to_dict
+from ray_jobs.cli import exit_code, override
 from ray_jobs.config import JobConfig, ModelConfig, WorkersConfig, dump_config, load_config
 from ray_jobs.runtime import Dataset, init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import train_loop_per_worker
@@ -235,13 +236,7 @@ def parse_args(argv: list[str] | None) -> tuple[JobConfig, str, SearchOptions]:
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     parser.add_argument("--reduction-factor", type=int, default=2, help="ASHA reduction factor (default 2)")
     args = parser.parse_args(argv)
-    config = load_config(args.config)
-    if args.data:
-        config = replace(config, data=replace(config.data, path=args.data))
-    if args.epochs is not None:
-        config = replace(config, train=replace(config.train, epochs=args.epochs))
-    if args.workers_per_trial is not None:
-        config = replace(config, workers=replace(config.workers, num_workers=args.workers_per_trial))
+    config = override(load_config(args.config), args.data, args.epochs, args.workers_per_trial)
     options = SearchOptions(name=args.name, storage=args.storage,
                             num_samples=args.num_samples, metric=args.metric,
                             max_concurrent=args.max_concurrent, reduction_factor=args.reduction_factor)
@@ -249,12 +244,7 @@ def parse_args(argv: list[str] | None) -> tuple[JobConfig, str, SearchOptions]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        search(*parse_args(argv))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return exit_code(lambda: search(*parse_args(argv)))
 
 
 if __name__ == "__main__":
