@@ -20,6 +20,8 @@ class Batch(Pipelineable):
         domain: [B] int64 domain ids.
         group: [B] int64 group ids for GAUC (the user id).
         weight: [B] float32 sample weights; 0 marks padding rows that must not count.
+        sample_id: [B] int64 row ids from the spec's `id_column` (-1 when it has none); only
+            the predictions carry them, the model never reads them.
     """
 
     sparse: KeyedJaggedTensor
@@ -28,6 +30,7 @@ class Batch(Pipelineable):
     domain: torch.Tensor
     group: torch.Tensor
     weight: torch.Tensor
+    sample_id: torch.Tensor
 
     @property
     def size(self) -> int:
@@ -41,6 +44,7 @@ class Batch(Pipelineable):
             domain=self.domain.to(device=device, non_blocking=non_blocking),
             group=self.group.to(device=device, non_blocking=non_blocking),
             weight=self.weight.to(device=device, non_blocking=non_blocking),
+            sample_id=self.sample_id,  # stays on the host: read back only with the predictions
         )
 
     def record_stream(self, stream: torch.Stream) -> None:
@@ -56,4 +60,5 @@ class Batch(Pipelineable):
             domain=self.domain.pin_memory(),
             group=self.group.pin_memory(),
             weight=self.weight.pin_memory(),
+            sample_id=self.sample_id,
         )

@@ -6,7 +6,9 @@ Column layout of every Parquet file:
 - one float column per dense feature;
 - one column per task (named as the task), labels in {0, 1};
 - `domain_column`: int ids in [0, len(domains));
-- optionally `prob_<task>`: the true positive probability (synthetic data; gives the oracle AUC).
+- optionally `prob_<task>`: the true positive probability (synthetic data; gives the oracle AUC);
+- optionally `id_column`: a unique int64 id per row, carried into the test predictions so that
+  analyses can join two models' predictions row by row (shard order differs between runs).
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ class DatasetSpec:
     domains: tuple[str, ...]
     domain_column: str = "domain"
     group_column: str = "user_id"
+    id_column: str | None = None
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.sparse_features]
@@ -109,6 +112,8 @@ class DatasetSpec:
             cols.append(self.domain_column)
         if self.group_column not in cols:
             cols.append(self.group_column)
+        if self.id_column is not None and self.id_column not in cols:
+            cols.append(self.id_column)
         return tuple(cols)
 
     def to_json(self) -> str:

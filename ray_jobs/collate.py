@@ -87,6 +87,8 @@ class Collator(ArrowBatchCollateFn):
             domain=_int64_tensor(table, self.spec.domain_column),
             group=_int64_tensor(table, self.spec.group_column),
             weight=torch.ones(table.num_rows, dtype=torch.float32),
+            sample_id=(_int64_tensor(table, self.spec.id_column) if self.spec.id_column
+                       else torch.full((table.num_rows,), -1, dtype=torch.int64)),
         )
 
     def padding_batch(self) -> Batch:
@@ -100,4 +102,5 @@ class Collator(ArrowBatchCollateFn):
             domain=torch.zeros(1, dtype=torch.int64),
             group=torch.zeros(1, dtype=torch.int64),
             weight=torch.zeros(1),
+            sample_id=torch.full((1,), -1, dtype=torch.int64),
         )

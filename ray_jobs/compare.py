@@ -2,17 +2,11 @@
 
 Every model trains with the same budget (epochs, batch size, workers, optimiser), the same seeds
 and the same data set spec, through `ray_jobs.train.run` on one Ray instance; each run's test
-metrics (its metrics.json) are then collected into one report directory:
-
-    report.md     mean AUC / GAUC over the domain x task cells per model (mean ± std over seeds,
-                  min-max), the per-cell gain over the baseline (the double-seesaw view), and
-                  per-cell AUC / GAUC per model next to the oracle
-    results.csv   long format: model, seed, domain, task, n, auc, gauc, logloss
-    summary.csv   per model: mean / std / min / max over seeds of the mean AUC and mean GAUC
-    gains.csv     per model, cell and metric: mean over seeds of model - baseline
-    oracle.csv    per cell: AUC / GAUC of the generator's true probabilities (prob_<task>)
-    runs.csv      which run directory holds each (model, seed)
-    heatmaps/     <model>_{auc,gauc}.png, gain_<model>_{auc,gauc}.png, oracle_{auc,gauc}.png
+metrics (metrics.json) and test predictions (test_predictions.parquet) are then collected into
+one report directory (files listed in `ray_jobs.compare_report`): tables of AUC / GAUC with their
+spread over seeds and their 95% intervals over test users (`ray_jobs.uncertainty`), per-cell gains
+over the baseline, expert load of the MoE models, and with `--conflict-tasks A,B` STEM-Net's
+negative-transfer buckets (`ray_jobs.conflict`).
 
 Model syntax (`--models`, comma-separated): a registered name (`pepnet`) or
 `label=name{json params}` for a variant, e.g. `'pepnet,epnet_only=pepnet{"use_ppnet": false}'`.
@@ -37,15 +31,15 @@ import pyarrow.dataset as pads
 
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.cli import exit_code
+from ray_jobs.cli import exit_code, override
+from ray_jobs.compare_report import METRICS, RESULT_COLUMNS, Analyses, RunRecord, write_report
 from ray_jobs.config import JobConfig, ModelConfig, load_config
-from ray_jobs.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics, summary
-from ray_jobs.report import gain_heatmap, gain_matrix, heatmap
+from ray_jobs.conflict import bucket_aucs
+from ray_jobs.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics
 from ray_jobs.train_loop import METRICS_FILE
+from ray_jobs.uncertainty import confidence_intervals, load_predictions
 
-RESULT_COLUMNS = ("model", "seed", "domain", "task", "n", "auc", "gauc", "logloss")
-METRICS = ("auc", "gauc")
-ORACLE = "oracle"
+__all__ = ["RESULT_COLUMNS", "ModelEntry", "RunRecord", "compare", "main", "parse_args", "parse_models", "train_all"]
 _ENTRY = re.compile(r"^(?:(?P<label>[A-Za-z0-9_.-]+)=)?(?P<arch>[A-Za-z0-9_]+)(?P<params>\{.*\})?$", re.S)
 
 
@@ -56,16 +50,6 @@ class ModelEntry:
     label: str
     arch: str
     params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """Where one (model, seed) run left its metrics.json."""
-
-    label: str
-    arch: str
-    seed: int
-    run_dir: Path
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -210,191 +194,81 @@ def oracle_cells(data_dir: str | Path, spec: DatasetSpec, num_resamples: int = 2
     return cells.assign(**half_widths)
 
 
-def mean_cells(results: pd.DataFrame, label: str) -> pd.DataFrame:
-    """One model's cells averaged over seeds, in the runs' (domain, task) order."""
-    rows = results[results["model"] == label]
-    return rows.groupby(["domain", "task"], sort=False, as_index=False)[
-        ["n", "positives", "auc", "gauc", "logloss"]].mean()
+@dataclass(frozen=True)
+class CompareRequest:
+    """Everything `compare` needs, as parsed from the command line."""
+
+    base: JobConfig
+    entries: list[ModelEntry]
+    seeds: list[int]
+    out: Path
+    baseline: str | None = "sharedbottom"
+    reuse: bool = False
+    bootstrap: int = 200  # resamples of the test users; 0 skips the intervals
+    conflict_tasks: tuple[str, str] | None = None
+    conflict_reference: str = "single_task"
+    command: str | None = None
 
 
-def per_seed_summary(results: pd.DataFrame) -> pd.DataFrame:
-    """model, seed, mean_auc, mean_gauc (metrics.summary: unweighted mean over domain x task cells)."""
-    rows = []
-    for (label, seed), cells in results.groupby(["model", "seed"], sort=False):
-        s = summary(cells)
-        rows.append({"model": label, "seed": seed, "mean_auc": s["mean_auc"], "mean_gauc": s["mean_gauc"]})
-    return pd.DataFrame(rows)
+def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareRequest) -> Analyses:
+    """The report's prediction-based parts: intervals over test users and the conflict buckets."""
+    run_dirs: dict[str, list[Path]] = {}
+    for r in records:
+        run_dirs.setdefault(r.label, []).append(Path(r.run_dir))
+    predictions = load_predictions(run_dirs, spec.tasks)
+    if predictions is None:
+        if request.conflict_tasks:
+            raise ConfigError("--conflict-tasks needs every run's test_predictions.parquet; retrain without --reuse")
+        return Analyses(notes=("some runs have no test_predictions.parquet (trained by an older Seesaw): "
+                               "no intervals over test users",))
+    intervals, cell_intervals = (confidence_intervals(predictions, spec, request.baseline, request.bootstrap)
+                                 if request.bootstrap > 0 else (None, None))
+    conflict, setup = None, {}
+    if request.conflict_tasks:
+        task_a, task_b = request.conflict_tasks
+        conflict = bucket_aucs(predictions, request.conflict_reference, spec.tasks, task_a, task_b)
+        setup = {"task_a": task_a, "task_b": task_b, "reference": request.conflict_reference}
+    notes = (f"intervals from {request.bootstrap} bootstrap resamples of the test users",) if request.bootstrap else ()
+    return Analyses(intervals, cell_intervals, conflict, setup, notes)
 
 
-def model_summary(per_seed: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
-    """Per model: mean, std (ddof 1; 0 with one seed), min, max over seeds of mean AUC / GAUC, and
-    the paired (same seed) difference of mean GAUC to the baseline."""
-    rows = []
-    base = per_seed[per_seed["model"] == baseline].set_index("seed") if baseline else None
-    for label, group in per_seed.groupby("model", sort=False):
-        row: dict[str, Any] = {"model": label, "seeds": len(group)}
-        for metric in ("mean_auc", "mean_gauc"):
-            values = group[metric].to_numpy()
-            row.update({metric: values.mean(), f"{metric}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
-                        f"{metric}_min": values.min(), f"{metric}_max": values.max()})
-        if base is not None and len(base):
-            diff = group.set_index("seed")["mean_gauc"] - base["mean_gauc"]
-            diff = diff.dropna().to_numpy()
-            row["gauc_gain"] = diff.mean() if len(diff) else np.nan
-            row["gauc_gain_std"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def domain_task_cells(df: pd.DataFrame) -> pd.DataFrame:
-    """Drops the pooled per-task rows: heatmaps and gains are about the domain x task cells."""
-    return df[df["domain"] != ALL_DOMAINS]
-
-
-def gains(results: pd.DataFrame, labels: Sequence[str], baseline: str) -> pd.DataFrame:
-    """Long table model, domain, task, metric, gain: per cell, model - baseline of the seed means."""
-    base = domain_task_cells(mean_cells(results, baseline))
-    rows = []
-    for label in labels:
-        model = domain_task_cells(mean_cells(results, label))
-        for metric in METRICS:
-            matrix = gain_matrix(model, base, metric)
-            for domain in matrix.index:
-                for task in matrix.columns:
-                    rows.append({"model": label, "domain": domain, "task": task, "metric": metric,
-                                 "gain": float(matrix.loc[domain, task])})
-    return pd.DataFrame(rows, columns=["model", "domain", "task", "metric", "gain"])
-
-
-def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
-
-
-def _f(value: float, signed: bool = False) -> str:
-    return "-" if pd.isna(value) else (f"{value:+.4f}" if signed else f"{value:.4f}")
-
-
-def _summary_md(table: pd.DataFrame, oracle: pd.DataFrame | None, baseline: str | None) -> str:
-    header = ["model", "seeds", "mean AUC (± std)", "AUC min-max", "mean GAUC (± std)", "GAUC min-max"]
-    if baseline:
-        header.append(f"GAUC gain vs {baseline} (paired, ± std)")
-    rows = []
-    for r in table.itertuples():
-        row = [r.model, str(r.seeds), f"{_f(r.mean_auc)} ± {_f(r.mean_auc_std)}",
-               f"{_f(r.mean_auc_min)}-{_f(r.mean_auc_max)}", f"{_f(r.mean_gauc)} ± {_f(r.mean_gauc_std)}",
-               f"{_f(r.mean_gauc_min)}-{_f(r.mean_gauc_max)}"]
-        if baseline:
-            row.append(f"{_f(r.gauc_gain, True)} ± {_f(r.gauc_gain_std)}")
-        rows.append(row)
-    if oracle is not None:
-        s = summary(oracle)
-        rows.append([ORACLE, "-", _f(s["mean_auc"]), "-", _f(s["mean_gauc"]), "-", *(["-"] if baseline else [])])
-    return _md(header, rows)
-
-
-def _gains_md(gain: pd.DataFrame, metric: str) -> str:
-    g = gain[gain["metric"] == metric]
-    labels = list(pd.unique(g["model"]))
-    wide = g.pivot_table(index=["domain", "task"], columns="model", values="gain", sort=False)
-    rows = [[d, t, *(_f(wide.loc[(d, t), m], True) for m in labels)] for d, t in wide.index]
-    for key in ("domain", "task"):  # the two seesaws: mean gain per domain, then per task
-        for value, part in g.groupby(key, sort=False):
-            means = part.groupby("model")["gain"].mean()
-            names = [f"**{value}**", "*mean*"] if key == "domain" else ["*mean*", f"**{value}**"]
-            rows.append([*names, *(_f(means[m], True) for m in labels)])
-    return _md(["domain", "task", *labels], rows)
-
-
-def _cells_md(results: pd.DataFrame, label: str, oracle: pd.DataFrame | None) -> str:
-    rows_df = results[results["model"] == label]
-    stats = rows_df.groupby(["domain", "task"], sort=False).agg(
-        n=("n", "first"), positives=("positives", "first"), auc=("auc", "mean"), auc_std=("auc", "std"),
-        gauc=("gauc", "mean"), gauc_std=("gauc", "std"))
-    oracle_by = oracle.set_index(["domain", "task"]) if oracle is not None else None
-    header = ["domain", "task", "n", "positives", "AUC", "GAUC",
-              *(["oracle AUC", "oracle GAUC", "noise ±AUC / ±GAUC"] if oracle_by is not None else [])]
-    rows = []
-    for (domain, task), r in stats.iterrows():
-        spread = lambda std: "" if pd.isna(std) else f" ± {std:.4f}"  # noqa: E731
-        row = [domain, task, str(int(r.n)), str(int(r.positives)), _f(r.auc) + spread(r.auc_std), _f(r.gauc) + spread(r.gauc_std)]
-        if oracle_by is not None:
-            o = oracle_by.loc[(domain, task)]
-            row += [_f(o["auc"]), _f(o["gauc"]), f"{_f(o['auc_ci95'])} / {_f(o['gauc_ci95'])}"]
-        rows.append(row)
-    return _md(header, rows)
-
-
-def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRecord],
-                 oracle: pd.DataFrame | None, baseline: str | None, context: dict[str, str]) -> Path:
-    """Writes report.md, the CSVs and the heatmaps into `out`; returns the report.md path."""
-    out = Path(out)
-    (out / "heatmaps").mkdir(parents=True, exist_ok=True)
-    labels = list(pd.unique(results["model"]))
-    if baseline is not None and baseline not in labels:
-        raise ConfigError(f"--baseline {baseline!r} is not among the models {labels}")
-    results[list(RESULT_COLUMNS)].to_csv(out / "results.csv", index=False)
-    pd.DataFrame([{"model": r.label, "arch": r.arch, "seed": r.seed, "run_dir": str(r.run_dir)} for r in records]
-                 ).to_csv(out / "runs.csv", index=False)
-    table = model_summary(per_seed_summary(results), baseline)
-    table.to_csv(out / "summary.csv", index=False)
-    if oracle is not None:
-        oracle.to_csv(out / "oracle.csv", index=False)
-        for metric in METRICS:
-            heatmap(domain_task_cells(oracle), metric, out / "heatmaps" / f"oracle_{metric}.png", f"oracle {metric.upper()}")
-    md = ["# Model comparison\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items()),
-          "\n## Mean over the domain x task cells (test split; spread over seeds)\n\n", _summary_md(table, oracle, baseline)]
-    for label in labels:
-        cells = domain_task_cells(mean_cells(results, label))
-        for metric in METRICS:
-            heatmap(cells, metric, out / "heatmaps" / f"{label}_{metric}.png", f"{label} {metric.upper()}")
-    if baseline is not None:
-        others = [m for m in labels if m != baseline]
-        gain = gains(results, others, baseline)
-        gain.to_csv(out / "gains.csv", index=False)
-        base_cells = domain_task_cells(mean_cells(results, baseline))
-        for label in others:
-            cells = domain_task_cells(mean_cells(results, label))
-            for metric in METRICS:
-                gain_heatmap(cells, base_cells, metric, out / "heatmaps" / f"gain_{label}_{metric}.png",
-                             f"{label} - {baseline}: {metric.upper()}")
-        if others:
-            for metric in METRICS:
-                md += [f"\n## {metric.upper()} gain over {baseline} per cell (mean over seeds)\n\n", _gains_md(gain, metric)]
-    for label in labels:
-        md += [f"\n## {label}: per cell (mean ± std over seeds)\n\n",
-               "noise: half-width of the oracle's 95% bootstrap interval on the cell (users resampled); "
-               "a per-cell difference below it is not evidence.\n\n" if oracle is not None else "",
-               _cells_md(results, label, oracle),
-               f"\n![{label} GAUC](heatmaps/{label}_gauc.png)"
-               + (f" ![{label} gain](heatmaps/gain_{label}_gauc.png)" if baseline and label != baseline else "") + "\n"]
-    path = out / "report.md"
-    path.write_text("".join(md))
-    return path
-
-
-def compare(base: JobConfig, entries: Sequence[ModelEntry], seeds: Sequence[int], out: str | Path,
-            baseline: str | None = "sharedbottom", reuse: bool = False, command: str | None = None) -> Path:
+def compare(request: CompareRequest) -> Path:
     """Trains every model on every seed and writes the report directory; returns it."""
     from ray_jobs.runtime import prepare_dataset
 
+    base, entries, baseline = request.base, request.entries, request.baseline
     labels = [e.label for e in entries]
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"--baseline {baseline!r} is not among the models {labels} (use --baseline none to skip gains)")
+    if request.conflict_tasks and request.conflict_reference not in labels:
+        raise ConfigError(f"--conflict-reference {request.conflict_reference!r} is not among the models {labels} "
+                          "(add single_task to --models)")
     dataset = prepare_dataset(base)  # the one spec every model shares; generated once if configured
-    out = Path(out)
-    records = train_all(base, entries, seeds, prefix=out.name, reuse=reuse)
-    context = {"command": f"`{command}`" if command else "-", "data": str(dataset.root),
+    if request.conflict_tasks:
+        unknown = [t for t in request.conflict_tasks if t not in dataset.spec.tasks]
+        if unknown:
+            raise ConfigError(f"--conflict-tasks: unknown task(s) {unknown}; tasks are {list(dataset.spec.tasks)}")
+    out = Path(request.out)
+    records = train_all(base, entries, request.seeds, prefix=out.name, reuse=request.reuse)
+    context = {"command": f"`{request.command}`" if request.command else "-", "data": str(dataset.root),
                "models": ", ".join(f"{e.label} = {e.arch} {json.dumps(e.params)}" for e in entries),
-               "seeds": ", ".join(map(str, seeds)), "epochs": str(base.train.epochs),
+               "seeds": ", ".join(map(str, request.seeds)), "epochs": str(base.train.epochs),
                "batch size per worker": str(base.data.batch_size), "workers": str(base.workers.num_workers),
                "max steps per epoch": str(base.train.max_steps_per_epoch), "baseline": str(baseline)}
-    report = write_report(out, collect(records), records, oracle_cells(dataset.root, dataset.spec), baseline, context)
+    report = write_report(out, collect(records), records, oracle_cells(dataset.root, dataset.spec), baseline, context,
+                          analyse(records, dataset.spec, request))
     print(f"[compare] report: {report}", flush=True)
     return out
 
 
-def parse_args(argv: Sequence[str] | None) -> tuple[JobConfig, list[ModelEntry], list[int], Path, str | None, bool]:
+def _pair(text: str, flag: str) -> tuple[str, str]:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2 or not all(parts) or parts[0] == parts[1]:
+        raise ConfigError(f"{flag} {text!r}: expected two different task names, e.g. click,like")
+    return parts[0], parts[1]
+
+
+def parse_args(argv: Sequence[str] | None) -> CompareRequest:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                      epilog="--params-<label> JSON: extra params for the model labelled <label>")
     parser.add_argument("--models", required=True, help="comma-separated name or label=name{json params}")
@@ -407,25 +281,31 @@ def parse_args(argv: Sequence[str] | None) -> tuple[JobConfig, list[ModelEntry],
     parser.add_argument("--runs-dir", help="override runs_dir (where the runs' directories go)")
     parser.add_argument("--baseline", default="sharedbottom", help="label the gains are measured against ('none': no gains)")
     parser.add_argument("--reuse", action="store_true", help="keep runs that already hold metrics of the same job")
+    parser.add_argument("--bootstrap", type=int, default=200, help="resamples of the test users for the 95%% intervals (0: none)")
+    parser.add_argument("--conflict-tasks", help="A,B: add STEM-Net's bucket analysis of tasks A and B")
+    parser.add_argument("--conflict-reference", default="single_task",
+                        help="label of the per-task model whose predictions define the buckets (default single_task)")
     args, rest = parser.parse_known_args(argv)
     extra = _params_options(parser, rest)
-    base = load_config(args.config)
+    base = override(load_config(args.config), args.data, args.epochs, args.num_workers)
     if args.data:
-        base = replace(base, data=replace(base.data, path=args.data, generate=None))
-    if args.epochs is not None:
-        base = replace(base, train=replace(base.train, epochs=args.epochs))
-    if args.num_workers is not None:
-        base = replace(base, workers=replace(base.workers, num_workers=args.num_workers))
+        base = replace(base, data=replace(base.data, generate=None))
     if args.runs_dir:
         base = replace(base, runs_dir=args.runs_dir)
     try:
         seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"--seeds {args.seeds!r}: expected comma-separated integers") from None
-    entries = with_params(parse_models(args.models), extra)
-    out = Path(args.out or f"reports/compare-{time.strftime('%Y%m%d-%H%M%S')}")
-    baseline = None if args.baseline.lower() == "none" else args.baseline
-    return base, entries, seeds, out, baseline, args.reuse
+    if args.bootstrap < 0:
+        raise ConfigError(f"--bootstrap {args.bootstrap}: expected a count >= 0")
+    return CompareRequest(
+        base=base, entries=with_params(parse_models(args.models), extra), seeds=seeds,
+        out=Path(args.out or f"reports/compare-{time.strftime('%Y%m%d-%H%M%S')}"),
+        baseline=None if args.baseline.lower() == "none" else args.baseline, reuse=args.reuse,
+        bootstrap=args.bootstrap,
+        conflict_tasks=_pair(args.conflict_tasks, "--conflict-tasks") if args.conflict_tasks else None,
+        conflict_reference=args.conflict_reference,
+        command=shlex.join(["python", "-m", "ray_jobs.compare", *(argv or [])]))
 
 
 def _params_options(parser: argparse.ArgumentParser, rest: list[str]) -> dict[str, dict[str, Any]]:
@@ -454,12 +334,7 @@ def _params_options(parser: argparse.ArgumentParser, rest: list[str]) -> dict[st
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    def body() -> None:
-        base, entries, seeds, out, baseline, reuse = parse_args(argv)
-        compare(base, entries, seeds, out, baseline, reuse,
-                command=shlex.join(["python", "-m", "ray_jobs.compare", *argv]))
-
-    return exit_code(body)
+    return exit_code(lambda: compare(parse_args(argv)))
 
 
 if __name__ == "__main__":

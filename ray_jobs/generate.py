@@ -12,7 +12,11 @@ carry signal). The per-domain weights are independent across domains: a model th
 big domain with the small ones learns the big one's interaction and misfits the rest (the
 domain seesaw); per-task weights and `conflict_fraction` do the same across tasks (the task
 seesaw). On a `conflict_fraction` of user-item pairs the second conflict task's interaction has
-its sign flipped, so the two tasks prefer opposite items there.
+its sign flipped, so the two tasks prefer opposite items there. `conflict_by="item"` draws the
+conflicting pairs as every pair of a `conflict_fraction` of the items: the conflict is then
+learnable from the item id (task-specific item embeddings can flip it; a shared one must
+compromise), which is the negative transfer STEM-Net targets; `"pair"` (a hash of user and item)
+is noise no model can learn.
 
 Usage: python -m ray_jobs.generate --out data/synthetic [--rows N] [--seed S]
        [--preset default|tiny] [--conflict-fraction F]
@@ -36,6 +40,8 @@ from modules.spec import PROBABILITY_PREFIX, DatasetSpec, SparseFeature
 from modules.strict import ConfigError, from_dict, to_dict
 
 GENERATOR_FILE = "generator.json"  # written last: its presence marks a complete data set
+FORMAT_VERSION = 2  # bumped when the written layout changes (2: sample_id column), so caches regenerate
+ID_COLUMN = "sample_id"
 SPLITS = ("train", "valid", "test")
 DENSE_FEATURES = ("user_activity", "item_quality", "item_age", "position")
 HOURS = 24
@@ -71,6 +77,7 @@ class GeneratorConfig:
     context_scale: float = 0.3
     conflict_fraction: float = 0.0
     conflict_tasks: tuple[str, ...] = ("click", "like")
+    conflict_by: str = "pair"  # "pair" | "item" (see the module docstring)
     max_history: int = 10  # hist_items holds 0..max_history recently seen items
     history_pool: int = 64  # candidates per user from which the best-liked become its history
     embedding_dim: int = 16
@@ -98,6 +105,8 @@ class GeneratorConfig:
             fail(f"positive_rates must lie in (0, 1), got {self.positive_rates}")
         if not 0 <= self.conflict_fraction <= 1:
             fail(f"conflict_fraction must lie in [0, 1], got {self.conflict_fraction}")
+        if self.conflict_by not in ("pair", "item"):
+            fail(f"conflict_by must be 'pair' or 'item', got {self.conflict_by!r}")
         if len(self.conflict_tasks) != 2 or len(set(self.conflict_tasks)) != 2 or not set(self.conflict_tasks) <= set(self.tasks):
             fail(f"conflict_tasks must name two different tasks of {self.tasks}")
         if not 0 <= self.author_correlation <= 1:
@@ -110,6 +119,10 @@ PRESETS: dict[str, GeneratorConfig] = {
     "default": GeneratorConfig(),
     "tiny": GeneratorConfig(rows=20_000, num_users=2_000, num_items=5_000, num_authors=500,
                             files_per_split=2, row_group_size=8_192),
+    # STEM-Net's setting: two tasks that disagree on half of the items (the sparser one flipped)
+    "conflict": GeneratorConfig(rows=200_000, num_users=10_000, num_items=20_000, num_authors=2_000,
+                                tasks=("click", "like"), positive_rates=(0.30, 0.08),
+                                conflict_fraction=0.5, conflict_by="item"),
 }
 
 
@@ -132,6 +145,7 @@ def dataset_spec(config: GeneratorConfig) -> DatasetSpec:
         domains=config.domains,
         domain_column="domain",
         group_column="user_id",
+        id_column=ID_COLUMN,
     )
 
 
@@ -234,7 +248,8 @@ def simulate(config: GeneratorConfig) -> Simulation:
     shared = product.sum(axis=1, keepdims=True) * config.shared_scale
     domain_term = (np.einsum("nk,nk->n", product, domain_w[domain]) + domain_item[domain, item])[:, None]
     task_term = product @ task_w.T  # [N, T]
-    conflict = _pair_uniform(user, item, config.seed) < config.conflict_fraction
+    conflict_user = user if config.conflict_by == "pair" else np.zeros_like(user)
+    conflict = _pair_uniform(conflict_user, item, config.seed) < config.conflict_fraction
     flipped = config.tasks.index(config.conflict_tasks[1])
     sign = np.where(conflict, -1.0, 1.0)
     components = {
@@ -285,11 +300,16 @@ def to_table(sim: Simulation, config: GeneratorConfig) -> pa.Table:
     probs = sim.probabilities()
     labels = np.random.default_rng([config.seed, 1]).random(probs.shape) < probs
     arrays = {name: pa.array(cols[name].astype(np.int64)) for name in ("user_id", "item_id", "author_id", "hour", "domain")}
+    arrays[ID_COLUMN] = pa.array(np.arange(len(probs), dtype=np.int64))
     arrays["hist_items"] = pa.ListArray.from_arrays(pa.array(cols["hist_offsets"]), pa.array(cols["hist_values"]))
     arrays.update({name: pa.array(cols[name].astype(np.float32)) for name in DENSE_FEATURES})
     arrays.update({task: pa.array(labels[:, t].astype(np.int8)) for t, task in enumerate(config.tasks)})
     arrays.update({PROBABILITY_PREFIX + task: pa.array(probs[:, t].astype(np.float32)) for t, task in enumerate(config.tasks)})
     return pa.table(arrays)
+
+
+def _marker(config: GeneratorConfig) -> dict:
+    return {**to_dict(config), "format_version": FORMAT_VERSION}
 
 
 def is_complete(config: GeneratorConfig, out_dir: str | Path) -> bool:
@@ -298,7 +318,7 @@ def is_complete(config: GeneratorConfig, out_dir: str | Path) -> bool:
     if not marker.exists():
         return False
     try:
-        return json.loads(marker.read_text()) == to_dict(config)
+        return json.loads(marker.read_text()) == _marker(config)
     except json.JSONDecodeError:
         return False
 
@@ -325,7 +345,7 @@ def generate(config: GeneratorConfig, out_dir: str | Path) -> Path:
             pq.write_table(table.slice(a, b - a), out / split / f"part-{part:05d}.parquet",
                            row_group_size=config.row_group_size)
     dataset_spec(config).save(out)
-    (out / GENERATOR_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    (out / GENERATOR_FILE).write_text(json.dumps(_marker(config), indent=2) + "\n")
     return out
 
 

@@ -264,3 +264,41 @@ def bootstrap_ci(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray,
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(values, [tail, 100 - tail])
     return Interval(float(estimate), float(low), float(high))
+
+
+def user_resamples(groups: np.ndarray, num_resamples: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(keys [G] sorted distinct users, counts [R, G]): R bootstrap draws of the test users.
+
+    Drawn once and applied to every model (and every seed) of a comparison, so their
+    intervals and paired differences come from the same resampled test sets.
+    """
+    keys = np.unique(np.asarray(groups).ravel())
+    return keys, _resample_counts(len(keys), num_resamples, np.random.default_rng(seed))
+
+
+def resampled_cells(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, group: np.ndarray,
+                    num_domains: int, metric: Literal["auc", "gauc"], keys: np.ndarray,
+                    counts: np.ndarray) -> np.ndarray:
+    """[C, R]: `metric` of every cell on each of the R resampled test sets (`user_resamples`).
+
+    Cells are in `cell_metrics` order (domain-major (domain, task) cells, then the per-task
+    rows over all domains); a cell with one class only (or empty) is NaN. A user drawn k times
+    counts k times in every cell it has rows in.
+    """
+    probs, labels = np.asarray(probs, np.float64), np.asarray(labels, np.float64)
+    domain = np.asarray(domain, np.int64).ravel()
+    user = np.searchsorted(keys, np.asarray(group).ravel())
+    if (user >= len(keys)).any() or (keys[np.minimum(user, len(keys) - 1)] != np.asarray(group).ravel()).any():
+        raise ValueError("group holds users that are not among the resampled keys")
+    num_tasks = probs.shape[1]
+    cells = [(domain == d, t) for d in range(num_domains) for t in range(num_tasks)]
+    cells += [(slice(None), t) for t in range(num_tasks)]
+    return np.stack([_resampled_cell(labels[rows, t], probs[rows, t], user[rows], counts, metric) for rows, t in cells])
+
+
+def _resampled_cell(labels: np.ndarray, scores: np.ndarray, user: np.ndarray, counts: np.ndarray,
+                    metric: str) -> np.ndarray:
+    if len(labels) == 0 or labels.min() == labels.max():
+        return np.full(counts.shape[0], np.nan)
+    present, inverse = np.unique(user, return_inverse=True)
+    return _resampled(metric, labels, scores, inverse, counts[:, present])

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from modules.spec import DatasetSpec, SparseFeature
 from modules.strict import ConfigError, to_dict
-from ray_jobs.recipe import DOMAIN_COLUMN, GROUP_COLUMN, Buckets, Recipe, Source, Split, SparseSpec, load_recipe
+from ray_jobs.recipe import DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, Recipe, Source, Split, SparseSpec, load_recipe
 
 SPLITS = ("train", "valid", "test")
 OTHER = "other"
@@ -291,6 +291,7 @@ def encode(raw: RawLog, recipe: Recipe, encoders: Encoders) -> pa.Table:
     domain = np.where(position >= 0, position, encoders.domains.index(OTHER))
     columns[DOMAIN_COLUMN] = pa.array(domain.astype(np.int64))
     columns[GROUP_COLUMN] = pa.array(group_ids(raw.frame[recipe.group]))
+    columns[ID_COLUMN] = pa.array(raw.frame.index.to_numpy().astype(np.int64))
     return pa.table(columns)
 
 
@@ -318,6 +319,7 @@ def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
         domains=encoders.domains,
         domain_column=DOMAIN_COLUMN,
         group_column=GROUP_COLUMN,
+        id_column=ID_COLUMN,
     )
 
 

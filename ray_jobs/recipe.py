@@ -20,6 +20,7 @@ Format = Literal["csv", "tsv", "parquet"]
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAIN_COLUMN = "domain"  # the output column holding the domain id
 GROUP_COLUMN = "group_id"  # the output column holding GAUC groups (raw user ids)
+ID_COLUMN = "sample_id"  # the output column holding each row's line number in the raw log
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ a model that trades a small domain for the big one shows up as a row, a task tra
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 import matplotlib
 
@@ -59,12 +60,25 @@ def gain_matrix(df_model: pd.DataFrame, df_base: pd.DataFrame, metric: str) -> p
     return model - base if HIGHER_IS_BETTER[metric] else base - model
 
 
+@contextmanager
+def _figure(path: str | Path, rows: int, cols: int, figsize: tuple[float, float]) -> Iterator[tuple[Any, np.ndarray]]:
+    """(figure, [rows, cols] axes) saved to `path` as PNG when the block ends, closed either way."""
+    fig, axes = plt.subplots(rows, cols, figsize=figsize, squeeze=False)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+
+
 def _draw(matrix: pd.DataFrame, path: str | Path, title: str, cmap: str,
           limits: tuple[float, float] | None, label: str) -> Path:
     values = matrix.to_numpy(dtype=float)
     rows, cols = values.shape
-    fig, ax = plt.subplots(figsize=(1.4 * cols + 2.5, 0.6 * rows + 1.8))
-    try:
+    with _figure(path, 1, 1, (1.4 * cols + 2.5, 0.6 * rows + 1.8)) as (fig, axes):
+        ax = axes[0, 0]
         if limits is not None:
             vmin, vmax = limits
         elif np.isfinite(values).any():
@@ -84,13 +98,7 @@ def _draw(matrix: pd.DataFrame, path: str | Path, title: str, cmap: str,
                 ax.text(j, i, _fmt(v), ha="center", va="center", fontsize=9,
                         color="black" if np.isnan(v) or abs(v - middle) < 0.3 * (vmax - vmin) else "white")
         fig.colorbar(image, ax=ax, label=label)
-        fig.tight_layout()
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100)
-    finally:
-        plt.close(fig)
-    return path
+    return Path(path)
 
 
 def heatmap(df: pd.DataFrame, metric: str, path: str | Path, title: str | None = None) -> Path:
@@ -109,3 +117,33 @@ def gain_heatmap(df_model: pd.DataFrame, df_base: pd.DataFrame, metric: str, pat
     bound = bound if bound > 0 else 1e-3  # all-equal cells still get a valid colour scale
     return _draw(gain, path, title or f"{metric} gain over baseline", "RdYlGn", (-bound, bound),
                  f"{metric} gain (positive = better)")
+
+
+def expert_load_plot(loads: dict[str, np.ndarray], path: str | Path) -> Path:
+    """PNG of each model's per-expert load x E (1 = uniform), experts sorted by load, one panel
+    per model: a flat profile is balanced routing, a cliff is collapsed routing."""
+    with _figure(path, len(loads), 1, (7, 1.8 * len(loads) + 0.6)) as (_, axes):
+        for ax, (label, load) in zip(axes[:, 0], loads.items()):
+            relative = np.sort(np.asarray(load, dtype=float))[::-1] * len(load)
+            ax.bar(np.arange(len(relative)), relative, color="tab:blue", width=0.85)
+            ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+            ax.set_ylabel("load x E")
+            ax.set_title(f"{label} ({len(load)} experts, sorted)", fontsize=9)
+        axes[-1, 0].set_xlabel("expert rank by load")
+    return Path(path)
+
+
+def bucket_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
+    """PNG of AUC per bucket (x) for every model (lines), one panel per task: the conflict
+    analysis of `ray_jobs.conflict` (columns model, task, bucket, auc; bucket 0 rows skipped)."""
+    per_bucket = table[table["bucket"] > 0]
+    tasks = list(pd.unique(per_bucket["task"]))
+    with _figure(path, 1, len(tasks), (5.5 * len(tasks), 3.6)) as (_, axes):
+        for ax, task in zip(axes[0], tasks):
+            for label, rows in per_bucket[per_bucket["task"] == task].groupby("model", sort=False):
+                ax.plot(rows["bucket"], rows["auc"], marker="o", markersize=3, label=label)
+            ax.set_xlabel("bucket (1 = B-overwhelming ... last = A-overwhelming)")
+            ax.set_ylabel(f"{task} AUC")
+            ax.set_title(f"{title}: {task}", fontsize=10)
+        axes[0, -1].legend(fontsize=8)
+    return Path(path)

@@ -35,7 +35,7 @@ def init_ray(config: JobConfig) -> None:
         ray.init()
         return
     needed = config.workers.num_workers * config.workers.cpus_per_worker + 2
-    ray.init(num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False,
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False,
              log_to_driver=True, configure_logging=False)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from dataclasses import replace
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from ray_jobs.cli import exit_code, override
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
+from ray_jobs.evaluation import PREDICTIONS_FILE
 from ray_jobs.report import format_table
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, train_loop_per_worker
@@ -51,6 +53,7 @@ def run(config: JobConfig, run_name: str | None = None) -> Path:
     run_dir = Path(config.runs_dir).resolve() / run_name
     with result.checkpoint.as_directory() as checkpoint_dir:
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
+        shutil.copyfile(Path(checkpoint_dir) / PREDICTIONS_FILE, run_dir / PREDICTIONS_FILE)
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (run_dir / "job.yaml").write_text(dump_config(config))
     (run_dir / "latest_checkpoint").write_text(result.checkpoint.path + "\n")

@@ -32,7 +32,7 @@ from modules.spec import DatasetSpec
 from modules.strict import from_dict, to_dict
 from ray_jobs.collate import Collator
 from ray_jobs.config import JobConfig
-from ray_jobs.evaluation import Predictions, gather, predict
+from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions, gather, predict
 from ray_jobs.lockstep import lockstep
 from ray_jobs.metrics import summary
 from sharding.checkpoint import load_sharded, save_sharded
@@ -263,6 +263,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             metrics.update(test_metrics)
             files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
                                    "worker_nodes": _worker_nodes()}
+            files[PREDICTIONS_FILE] = lambda path, test=test: test.save(path, spec)
         _log(rank, "epoch {epoch}: val mean AUC {val_mean_auc:.4f} mean GAUC {val_mean_gauc:.4f} ({train_samples_per_s:,.0f} samples/s)".format(**metrics))
         _checkpoint(metrics, sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": True},
                     rank, files)
@@ -270,14 +271,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
 def _checkpoint(metrics: dict[str, Any], model, optimizer, progress: dict[str, Any], rank: int,
                 files: dict[str, Any]) -> None:
-    """Collective: writes this rank's checkpoint shards, its RNG state and rank 0's JSON files,
-    and reports them with `metrics` to Ray Train (which keeps the latest K)."""
+    """Collective: writes this rank's checkpoint shards, its RNG state and rank 0's `files`
+    (JSON content, or a callable that writes the file at the path it is given), and reports them with `metrics` to Ray Train (which keeps the latest K)."""
     with tempfile.TemporaryDirectory() as directory:
         save_sharded(directory, model, optimizer, progress=progress,
                      rank_state={"torch_rng": torch.get_rng_state().tolist()})
         if rank == 0:
             for name, content in files.items():
-                (Path(directory) / name).write_text(json.dumps(content, indent=2, default=_json_default))
+                if callable(content):  # writes its own file (e.g. Parquet predictions)
+                    content(Path(directory) / name)
+                else:
+                    (Path(directory) / name).write_text(json.dumps(content, indent=2, default=_json_default))
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 

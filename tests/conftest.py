@@ -16,7 +16,8 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=6, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        # address="local": always a fresh instance, never a cluster another process left running
+        ray.init(address="local", num_cpus=6, include_dashboard=False, configure_logging=False, log_to_driver=True)
     yield ray
     ray.shutdown()
 

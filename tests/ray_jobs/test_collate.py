@@ -1,6 +1,9 @@
 """The collate must reproduce the input rows exactly, in KJT form."""
 
+from dataclasses import replace
+
 import numpy as np
+import pyarrow as pa
 import torch
 
 from modules.dense.base import SHARED_SET, TableSet
@@ -31,6 +34,15 @@ def test_kjt_matches_rows_including_multi_hot_and_empty_lists():
     assert batch.domain.tolist() == _rows(table, "domain")
     assert batch.group.tolist() == _rows(table, "user_id")
     assert torch.equal(batch.weight, torch.ones(50))
+    assert torch.equal(batch.sample_id, torch.full((50,), -1)), "no id column in this spec"
+
+
+def test_sample_ids_come_from_the_id_column():
+    spec = replace(tiny_spec(), id_column="row")
+    table = random_table(spec, 30, seed=4)
+    table = table.append_column("row", pa.array(np.arange(100, 130), pa.int64()))
+    batch = Collator(spec, SeesawModel(spec, "sharedbottom").kjt_keys)(table.slice(5, 10))
+    assert batch.sample_id.tolist() == list(range(105, 115))
 
 
 def test_sliced_tables_and_repeated_sources():

@@ -16,9 +16,11 @@ from modules.strict import ConfigError
 from ray_jobs import compare
 from ray_jobs.compare import ModelEntry, parse_args, parse_models, with_params
 from ray_jobs.config import DataConfig, JobConfig, TrainConfig, WorkersConfig
+from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MODELS = ("sharedbottom", "mmoe")
+MODELS = ("sharedbottom", "mmoe", "single_task")
+TASKS = ("click", "like", "follow", "share")
 
 
 def test_models_syntax_names_labels_and_json_with_commas():
@@ -40,14 +42,18 @@ def test_models_syntax_errors_fail_before_training(text, message):
 
 
 def test_params_option_merges_into_the_labelled_entry():
-    base, entries, seeds, out, baseline, _ = parse_args(
+    request = parse_args(
         ["--models", 'mmoe,big=mmoe{"num_experts": 8}', "--params-big", '{"tower": [32]}',
-         "--params-mmoe={\"num_experts\": 2}", "--seeds", "3,4", "--epochs", "5", "--out", "reports/x"])
-    assert entries == [ModelEntry("mmoe", "mmoe", {"num_experts": 2}),
-                       ModelEntry("big", "mmoe", {"num_experts": 8, "tower": [32]})]
-    assert seeds == [3, 4] and base.train.epochs == 5 and out.name == "x" and baseline == "sharedbottom"
+         "--params-mmoe={\"num_experts\": 2}", "--seeds", "3,4", "--epochs", "5", "--out", "reports/x",
+         "--conflict-tasks", "click,like"])
+    assert request.entries == [ModelEntry("mmoe", "mmoe", {"num_experts": 2}),
+                               ModelEntry("big", "mmoe", {"num_experts": 8, "tower": [32]})]
+    assert request.seeds == [3, 4] and request.base.train.epochs == 5 and request.out.name == "x"
+    assert request.baseline == "sharedbottom" and request.conflict_tasks == ("click", "like")
     with pytest.raises(ConfigError, match="no model labelled"):
-        with_params(entries, {"ple": {}})
+        with_params(request.entries, {"ple": {}})
+    with pytest.raises(ConfigError, match="two different task names"):
+        parse_args(["--models", "mmoe", "--conflict-tasks", "click"])
 
 
 def test_cli_rejects_a_typo_with_exit_code_2(capsys):
@@ -62,7 +68,8 @@ def compared(ray_session, tiny_data, tmp_path_factory):
                      train=TrainConfig(epochs=1, log_every=1000), workers=WorkersConfig(num_workers=1),
                      runs_dir=str(root / "runs"))
     entries = [ModelEntry(m, m) for m in MODELS]
-    out = compare.compare(base, entries, seeds=[0], out=root / "report")
+    out = compare.compare(compare.CompareRequest(base, entries, seeds=[0], out=root / "report", bootstrap=50,
+                                                 conflict_tasks=("click", "like")))
     return base, entries, out
 
 
@@ -74,10 +81,11 @@ def _run_cells(base: JobConfig, out, label: str) -> pd.DataFrame:
 
 def test_report_files_are_written(compared):
     _, _, out = compared
-    for name in ("report.md", "results.csv", "summary.csv", "gains.csv", "oracle.csv", "runs.csv"):
+    for name in ("report.md", "results.csv", "summary.csv", "gains.csv", "oracle.csv", "runs.csv",
+                 "intervals.csv", "cell_intervals.csv", "conflict.csv"):
         assert (out / name).stat().st_size > 0, name
     pngs = [f"{m}_{k}.png" for m in MODELS for k in ("auc", "gauc")] + \
-           ["gain_mmoe_auc.png", "gain_mmoe_gauc.png", "oracle_auc.png", "oracle_gauc.png"]
+           ["gain_mmoe_auc.png", "gain_mmoe_gauc.png", "oracle_auc.png", "oracle_gauc.png", "conflict.png"]
     for name in pngs:
         assert (out / "heatmaps" / name).read_bytes()[:8] == PNG_SIGNATURE, name
     results = pd.read_csv(out / "results.csv")
@@ -85,6 +93,7 @@ def test_report_files_are_written(compared):
     assert len(results) == len(MODELS) * (3 * 4 + 4)  # 3 domains x 4 tasks + 4 per-task "all" rows
     text = (out / "report.md").read_text()
     assert all(f"## {m}: per cell" in text for m in MODELS)
+    assert "## Conflict analysis" in text and "95% CI (test users)" in text
 
 
 def test_results_and_summary_match_the_runs(compared):
@@ -103,12 +112,12 @@ def test_results_and_summary_match_the_runs(compared):
 def test_gains_equal_model_minus_sharedbottom_per_cell(compared):
     base, _, out = compared
     gains = pd.read_csv(out / "gains.csv")
-    assert set(gains["model"]) == {"mmoe"}
+    assert set(gains["model"]) == {"mmoe", "single_task"}
     model = _run_cells(base, out, "mmoe").set_index(["domain", "task"])
     baseline = _run_cells(base, out, "sharedbottom").set_index(["domain", "task"])
     checked = 0
     for metric in ("auc", "gauc"):
-        rows = gains[gains["metric"] == metric].set_index(["domain", "task"])["gain"]
+        rows = gains[(gains["metric"] == metric) & (gains["model"] == "mmoe")].set_index(["domain", "task"])["gain"]
         assert len(rows) == 12 and "all" not in rows.index.get_level_values(0)
         for key, gain in rows.items():
             expected = model.loc[key, metric] - baseline.loc[key, metric]
@@ -118,7 +127,7 @@ def test_gains_equal_model_minus_sharedbottom_per_cell(compared):
                 assert gain == pytest.approx(expected, abs=1e-12), key
                 checked += 1
     assert checked >= 20  # most cells have both classes even on tiny data
-    assert not (gains["gain"].dropna() == 0).all(), "two different models do not tie on every cell"
+    assert not (gains[gains["model"] == "mmoe"]["gain"].dropna() == 0).all(), "two different models do not tie on every cell"
 
 
 def test_oracle_auc_equals_sklearn_on_the_prob_column(compared, tiny_data):
@@ -129,7 +138,7 @@ def test_oracle_auc_equals_sklearn_on_the_prob_column(compared, tiny_data):
     oracle = pd.read_csv(out / "oracle.csv").set_index(["domain", "task"])
     assert oracle.loc[("search", "click"), "auc"] == pytest.approx(expected, abs=1e-9)
     per_cell_rows = [line.split("|") for line in (out / "report.md").read_text().splitlines()
-                     if line.startswith("| search | click |") and len(line.split("|")) == 11]
+                     if line.startswith("| search | click |") and len(line.split("|")) == 13]
     assert len(per_cell_rows) == len(MODELS)  # one per-cell table per model, oracle columns last
     assert all(row[-4].strip() == f"{expected:.4f}" for row in per_cell_rows)
 
@@ -141,3 +150,35 @@ def test_reuse_keeps_finished_runs(compared):
     records = compare.train_all(base, entries, [0], prefix=out.name, reuse=True)
     after = [os.stat(p).st_mtime_ns for p in metrics]
     assert before == after and [r.label for r in records] == list(MODELS)
+
+
+def test_conflict_buckets_of_the_report_match_sklearn(compared):
+    """The report's conflict table, recomputed from the saved predictions with sklearn."""
+    base, _, out = compared
+    ref = Predictions.load(f"{base.runs_dir}/{out.name}-single_task-s0/{PREDICTIONS_FILE}", TASKS)
+    model = Predictions.load(f"{base.runs_dir}/{out.name}-mmoe-s0/{PREDICTIONS_FILE}", TASKS)
+    click, like = TASKS.index("click"), TASKS.index("like")
+    ratio = pd.Series(np.log(ref.probs[:, click].astype(np.float64)) - np.log(ref.probs[:, like].astype(np.float64)),
+                      index=ref.sample_id).sort_index()
+    top = (ratio.rank(method="first") - 1) * 10 // len(ratio) >= 7  # buckets 8-10 of 10: A-overwhelming
+    ids = set(ratio.index[top])
+    rows = np.array([i in ids for i in model.sample_id])
+    expected = roc_auc_score(model.labels[rows, like], model.probs[rows, like])
+    table = pd.read_csv(out / "conflict.csv")
+    got = table[(table["model"] == "mmoe") & (table["task"] == "like") & (table["subset"] == "A-overwhelming")
+                & (table["bucket"] == 0)]["auc"].item()
+    assert got == pytest.approx(expected, abs=1e-9)
+    assert sorted(table[(table["bucket"] > 0) & (table["model"] == "mmoe") & (table["task"] == "like")]["n"]) \
+        == [len(ratio) // 10] * (10 - len(ratio) % 10) + [len(ratio) // 10 + 1] * (len(ratio) % 10)
+
+
+def test_intervals_bracket_the_point_estimates(compared):
+    _, _, out = compared
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    intervals = pd.read_csv(out / "intervals.csv").set_index(["model", "metric"])
+    for label in MODELS:
+        for metric in ("auc", "gauc"):
+            low, high = intervals.loc[(label, metric), ["low", "high"]]
+            assert low < summary.loc[label, f"mean_{metric}"] < high and high - low < 0.2
+    assert np.isnan(intervals.loc[("sharedbottom", "gauc"), "gain_low"])
+    assert intervals.loc[("mmoe", "gauc"), "gain_low"] < intervals.loc[("mmoe", "gauc"), "gain_high"]

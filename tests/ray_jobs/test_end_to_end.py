@@ -10,8 +10,10 @@ import pyarrow.dataset as pads
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from modules.spec import DatasetSpec
 from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig
 from ray_jobs.evaluate import evaluate
+from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
 from ray_jobs.train import run
 
 
@@ -42,6 +44,15 @@ def test_train_learns_and_writes_run_dir(trained_run, tiny_data):
         oracle = roc_auc_score(test[task].to_numpy(), test[f"prob_{task}"].to_numpy())
         assert oracle > cells[("all", task)]["auc"]
     assert (run_dir / "job.yaml").exists() and (run_dir / "latest_checkpoint").exists()
+    # the saved test predictions: every test row once, by id, and they give metrics.json's numbers
+    spec = DatasetSpec.load(tiny_data)
+    predictions = Predictions.load(run_dir / PREDICTIONS_FILE, spec.tasks)
+    np.testing.assert_array_equal(np.sort(predictions.sample_id), np.sort(test[spec.id_column].to_numpy()))
+    click = spec.tasks.index("click")
+    by_id = dict(zip(test[spec.id_column].to_pylist(), test["click"].to_pylist()))
+    assert [by_id[i] for i in predictions.sample_id[:200].tolist()] == predictions.labels[:200, click].tolist()
+    np.testing.assert_allclose(roc_auc_score(predictions.labels[:, click], predictions.probs[:, click]),
+                               cells[("all", "click")]["auc"], rtol=1e-9)
 
 
 def test_evaluate_reproduces_on_another_worker_count(trained_run):

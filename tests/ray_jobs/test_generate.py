@@ -53,6 +53,8 @@ def test_layout_and_spec_match_columns(data_dir, table):
     for name in spec.dense_features:
         assert table[name].type == pa.float32()
     assert spec.feature("domain").role == "domain" and spec.feature("domain").cardinality == len(TINY.domains)
+    assert spec.id_column == gen.ID_COLUMN
+    np.testing.assert_array_equal(np.sort(table[gen.ID_COLUMN].to_numpy()), np.arange(TINY.rows))
 
 
 def test_split_sizes(data_dir):
@@ -153,6 +155,19 @@ def test_conflict_flips_second_task_on_a_fixed_fraction_of_pairs():
     _, inverse = np.unique(pair, return_inverse=True)
     per_pair = np.bincount(inverse, weights=flipped) / np.bincount(inverse)
     assert np.isin(per_pair, (0.0, 1.0)).all()
+
+
+def test_item_conflict_flips_every_pair_of_a_fraction_of_the_items():
+    base = dataclasses.replace(TINY, rows=5000)
+    plain = gen.simulate(base)
+    conflicted = gen.simulate(dataclasses.replace(base, conflict_fraction=0.5, conflict_by="item"))
+    a, b = plain.components["task"][:, 1], conflicted.components["task"][:, 1]
+    flipped = np.isclose(b, -a) & (np.abs(a) > 1e-9)
+    _, inverse = np.unique(plain.columns["item_id"], return_inverse=True)
+    per_item = np.bincount(inverse, weights=flipped) / np.bincount(inverse)
+    assert np.isin(per_item, (0.0, 1.0)).all(), "an item conflicts with every user or with none"
+    assert per_item.mean() == pytest.approx(0.5, abs=0.05)
+    assert gen.PRESETS["conflict"].conflict_by == "item"
 
 
 def test_cli_overrides_preset(tmp_path):

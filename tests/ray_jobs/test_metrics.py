@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
 from ray_jobs import metrics
-from ray_jobs.metrics import ALL_DOMAINS
+from ray_jobs.metrics import ALL_DOMAINS, cell_metrics, resampled_cells, user_resamples
 
 
 def _data(n: int = 3000, seed: int = 0, num_groups: int = 150):
@@ -183,3 +183,34 @@ def test_bootstrap_ci_is_cheap_at_100k_rows():
     ci = metrics.bootstrap_ci(labels, scores, groups, metric="auc", num_resamples=100)
     assert time.perf_counter() - start < 20
     assert ci.low < ci.estimate < ci.high
+
+
+def _cells_data(seed: int = 0, n: int = 3000, num_tasks: int = 2, num_domains: int = 3):
+    rng = np.random.default_rng(seed)
+    group = rng.integers(0, 150, n) * 7 + 3  # sparse, non-contiguous user ids
+    domain = rng.choice(num_domains, n, p=[0.7, 0.25, 0.05])
+    probs = rng.random((n, num_tasks))
+    labels = (rng.random((n, num_tasks)) < 0.3 + 0.4 * probs).astype(np.float64)
+    return probs, labels, domain, group
+
+
+@pytest.mark.parametrize("metric", ["auc", "gauc"])
+def test_resampled_cells_equal_cell_metrics_on_the_drawn_rows(metric):
+    probs, labels, domain, group = _cells_data()
+    tasks, domains = ("a", "b"), ("x", "y", "z")
+    keys, counts = user_resamples(group, num_resamples=3, seed=1)
+    counts[0] = 1  # the identity resample: the plain test set
+    values = resampled_cells(probs, labels, domain, group, len(domains), metric, keys, counts)
+    np.testing.assert_allclose(values[:, 0], cell_metrics(probs, labels, domain, group, tasks, domains)[metric], rtol=1e-12)
+    for r in (1, 2):  # a bootstrap draw = every row of a user repeated as often as the user was drawn
+        repeat = counts[r][np.searchsorted(keys, group)]
+        rows = np.repeat(np.arange(len(group)), repeat)
+        expected = cell_metrics(probs[rows], labels[rows], domain[rows], group[rows], tasks, domains)[metric]
+        np.testing.assert_allclose(values[:, r], expected, rtol=1e-9)
+
+
+def test_resampled_cells_rejects_unknown_users():
+    probs, labels, domain, group = _cells_data()
+    keys, counts = user_resamples(group[group != group[0]], num_resamples=2)
+    with pytest.raises(ValueError, match="not among the resampled keys"):
+        resampled_cells(probs, labels, domain, group, 3, "auc", keys, counts)

@@ -1,0 +1,313 @@
+"""The comparison report: Markdown tables, CSVs and plots from the runs of `ray_jobs.compare`.
+
+    report.md          mean AUC / GAUC per model (spread over seeds and 95% intervals over test
+                       users), per-cell gains over the baseline, expert load (MoE models), the
+                       conflict analysis (when asked for) and per-cell tables next to the oracle
+    results.csv        long format: model, seed, domain, task, n, auc, gauc, logloss
+    summary.csv        per model: mean / std / min / max over seeds of the mean AUC and mean GAUC
+    intervals.csv      per model and metric: bootstrap interval of the mean and of the paired gain
+    cell_intervals.csv per model, cell and metric: bootstrap interval
+    gains.csv          per model, cell and metric: mean over seeds of model - baseline
+    oracle.csv         per cell: AUC / GAUC of the generator's true probabilities (prob_<task>)
+    expert_load.csv    per MoE model and expert: its share of the routing (mean over seeds)
+    conflict.csv       per model, task and bucket: AUC (STEM-Net's negative-transfer analysis)
+    runs.csv           which run directory holds each (model, seed)
+    heatmaps/          <model>_{auc,gauc}.png, gain_<model>_{auc,gauc}.png, oracle_{auc,gauc}.png,
+                       expert_load.png, conflict.png
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from modules.strict import ConfigError
+from ray_jobs.metrics import ALL_DOMAINS, summary
+from ray_jobs.report import bucket_plot, expert_load_plot, gain_heatmap, gain_matrix, heatmap
+from ray_jobs.train_loop import METRICS_FILE
+
+RESULT_COLUMNS = ("model", "seed", "domain", "task", "n", "auc", "gauc", "logloss")
+METRICS = ("auc", "gauc")
+ORACLE = "oracle"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where one (model, seed) run left its metrics.json."""
+
+    label: str
+    arch: str
+    seed: int
+    run_dir: Path
+
+
+def mean_cells(results: pd.DataFrame, label: str) -> pd.DataFrame:
+    """One model's cells averaged over seeds, in the runs' (domain, task) order."""
+    rows = results[results["model"] == label]
+    return rows.groupby(["domain", "task"], sort=False, as_index=False)[
+        ["n", "positives", "auc", "gauc", "logloss"]].mean()
+
+
+def per_seed_summary(results: pd.DataFrame) -> pd.DataFrame:
+    """model, seed, mean_auc, mean_gauc (metrics.summary: unweighted mean over domain x task cells)."""
+    rows = []
+    for (label, seed), cells in results.groupby(["model", "seed"], sort=False):
+        s = summary(cells)
+        rows.append({"model": label, "seed": seed, "mean_auc": s["mean_auc"], "mean_gauc": s["mean_gauc"]})
+    return pd.DataFrame(rows)
+
+
+def model_summary(per_seed: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
+    """Per model: mean, std (ddof 1; 0 with one seed), min, max over seeds of mean AUC / GAUC, and
+    the paired (same seed) difference of mean GAUC to the baseline."""
+    rows = []
+    base = per_seed[per_seed["model"] == baseline].set_index("seed") if baseline else None
+    for label, group in per_seed.groupby("model", sort=False):
+        row: dict[str, Any] = {"model": label, "seeds": len(group)}
+        for metric in ("mean_auc", "mean_gauc"):
+            values = group[metric].to_numpy()
+            row.update({metric: values.mean(), f"{metric}_std": values.std(ddof=1) if len(values) > 1 else 0.0,
+                        f"{metric}_min": values.min(), f"{metric}_max": values.max()})
+        if base is not None and len(base):
+            diff = group.set_index("seed")["mean_gauc"] - base["mean_gauc"]
+            diff = diff.dropna().to_numpy()
+            row["gauc_gain"] = diff.mean() if len(diff) else np.nan
+            row["gauc_gain_std"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def domain_task_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Drops the pooled per-task rows: heatmaps and gains are about the domain x task cells."""
+    return df[df["domain"] != ALL_DOMAINS]
+
+
+def gains(results: pd.DataFrame, labels: Sequence[str], baseline: str) -> pd.DataFrame:
+    """Long table model, domain, task, metric, gain: per cell, model - baseline of the seed means."""
+    base = domain_task_cells(mean_cells(results, baseline))
+    rows = []
+    for label in labels:
+        model = domain_task_cells(mean_cells(results, label))
+        for metric in METRICS:
+            matrix = gain_matrix(model, base, metric)
+            for domain in matrix.index:
+                for task in matrix.columns:
+                    rows.append({"model": label, "domain": domain, "task": task, "metric": metric,
+                                 "gain": float(matrix.loc[domain, task])})
+    return pd.DataFrame(rows, columns=["model", "domain", "task", "metric", "gain"])
+
+
+def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
+
+
+def _f(value: float, signed: bool = False) -> str:
+    return "-" if pd.isna(value) else (f"{value:+.4f}" if signed else f"{value:.4f}")
+
+
+def _ci(low: float, high: float, signed: bool = False) -> str:
+    return "-" if pd.isna(low) else f"[{_f(low, signed)}, {_f(high, signed)}]"
+
+
+def _summary_md(table: pd.DataFrame, oracle: pd.DataFrame | None, baseline: str | None,
+                intervals: pd.DataFrame | None) -> str:
+    header = ["model", "seeds", "mean AUC (± std)", "AUC min-max", "mean GAUC (± std)", "GAUC min-max"]
+    if intervals is not None:
+        header += ["AUC 95% CI (test users)", "GAUC 95% CI (test users)"]
+    if baseline:
+        header.append(f"GAUC gain vs {baseline} (paired, ± std)")
+        if intervals is not None:
+            header.append("gain 95% CI (paired)")
+    ci = intervals.set_index(["model", "metric"]) if intervals is not None else None
+    rows = []
+    for r in table.itertuples():
+        row = [r.model, str(r.seeds), f"{_f(r.mean_auc)} ± {_f(r.mean_auc_std)}",
+               f"{_f(r.mean_auc_min)}-{_f(r.mean_auc_max)}", f"{_f(r.mean_gauc)} ± {_f(r.mean_gauc_std)}",
+               f"{_f(r.mean_gauc_min)}-{_f(r.mean_gauc_max)}"]
+        if ci is not None:
+            row += [_ci(ci.loc[(r.model, m), "low"], ci.loc[(r.model, m), "high"]) for m in METRICS]
+        if baseline:
+            row.append(f"{_f(r.gauc_gain, True)} ± {_f(r.gauc_gain_std)}")
+            if ci is not None:
+                row.append(_ci(ci.loc[(r.model, "gauc"), "gain_low"], ci.loc[(r.model, "gauc"), "gain_high"], True))
+        rows.append(row)
+    if oracle is not None:
+        s = summary(oracle)
+        rows.append([ORACLE, "-", _f(s["mean_auc"]), "-", _f(s["mean_gauc"]), "-"] + ["-"] * (len(header) - 6))
+    return _md(header, rows)
+
+
+def _gains_md(gain: pd.DataFrame, metric: str) -> str:
+    g = gain[gain["metric"] == metric]
+    labels = list(pd.unique(g["model"]))
+    wide = g.pivot_table(index=["domain", "task"], columns="model", values="gain", sort=False)
+    rows = [[d, t, *(_f(wide.loc[(d, t), m], True) for m in labels)] for d, t in wide.index]
+    for key in ("domain", "task"):  # the two seesaws: mean gain per domain, then per task
+        for value, part in g.groupby(key, sort=False):
+            means = part.groupby("model")["gain"].mean()
+            names = [f"**{value}**", "*mean*"] if key == "domain" else ["*mean*", f"**{value}**"]
+            rows.append([*names, *(_f(means[m], True) for m in labels)])
+    return _md(["domain", "task", *labels], rows)
+
+
+def _cells_md(results: pd.DataFrame, label: str, oracle: pd.DataFrame | None,
+              cell_intervals: pd.DataFrame | None) -> str:
+    rows_df = results[results["model"] == label]
+    stats = rows_df.groupby(["domain", "task"], sort=False).agg(
+        n=("n", "first"), positives=("positives", "first"), auc=("auc", "mean"), auc_std=("auc", "std"),
+        gauc=("gauc", "mean"), gauc_std=("gauc", "std"))
+    oracle_by = oracle.set_index(["domain", "task"]) if oracle is not None else None
+    ci = (cell_intervals[cell_intervals["model"] == label].set_index(["domain", "task", "metric"])
+          if cell_intervals is not None else None)
+    header = ["domain", "task", "n", "positives", "AUC", "GAUC",
+              *(["AUC 95% CI", "GAUC 95% CI"] if ci is not None else []),
+              *(["oracle AUC", "oracle GAUC", "noise ±AUC / ±GAUC"] if oracle_by is not None else [])]
+    rows = []
+    for (domain, task), r in stats.iterrows():
+        spread = lambda std: "" if pd.isna(std) else f" ± {std:.4f}"  # noqa: E731
+        row = [domain, task, str(int(r.n)), str(int(r.positives)), _f(r.auc) + spread(r.auc_std), _f(r.gauc) + spread(r.gauc_std)]
+        if ci is not None:
+            row += [_ci(ci.loc[(domain, task, m), "low"], ci.loc[(domain, task, m), "high"]) for m in METRICS]
+        if oracle_by is not None:
+            o = oracle_by.loc[(domain, task)]
+            row += [_f(o["auc"]), _f(o["gauc"]), f"{_f(o['auc_ci95'])} / {_f(o['gauc_ci95'])}"]
+        rows.append(row)
+    return _md(header, rows)
+
+
+@dataclass(frozen=True)
+class Analyses:
+    """The optional parts of a report, computed by `ray_jobs.compare` from the saved predictions.
+
+    intervals / cell_intervals: `uncertainty.confidence_intervals` tables (None: no predictions);
+    conflict: `conflict.bucket_aucs` table with its task pair (A, B) and reference model.
+    """
+
+    intervals: pd.DataFrame | None = None
+    cell_intervals: pd.DataFrame | None = None
+    conflict: pd.DataFrame | None = None
+    conflict_setup: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def expert_loads(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
+    """label -> {"load": [E] mean over seeds, "mean_union": float | None} for the runs whose
+    metrics.json reports `telemetry/expert_load` (rank 0's last epoch, see train_loop)."""
+    per_label: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        summary_ = json.loads((Path(record.run_dir) / METRICS_FILE).read_text())["summary"]
+        if "telemetry/expert_load" in summary_:
+            per_label.setdefault(record.label, []).append(summary_)
+    return {label: {"load": np.mean([np.asarray(s["telemetry/expert_load"], float) for s in runs], axis=0),
+                    "mean_union": (float(np.mean([s["telemetry/mean_union"] for s in runs]))
+                                   if all("telemetry/mean_union" in s for s in runs) else None)}
+            for label, runs in per_label.items()}
+
+
+def _expert_load_md(loads: dict[str, dict[str, Any]]) -> str:
+    rows = []
+    for label, entry in loads.items():
+        load = entry["load"]
+        e = len(load)
+        entropy = float(-(load[load > 0] * np.log(load[load > 0])).sum() / np.log(e)) if e > 1 else 1.0
+        rows.append([label, str(e), "-" if entry["mean_union"] is None else f"{entry['mean_union']:.2f}",
+                     f"{load.max() * e:.2f}", f"{load.min() * e:.2f}", f"{entropy:.3f}", str(int((load * e < 0.1).sum()))])
+    return _md(["model", "experts E", "mean experts run per sample |U|", "max load x E", "min load x E",
+                "load entropy / log E", "starved experts (load < 0.1/E)"], rows)
+
+
+def _conflict_md(table: pd.DataFrame, setup: dict[str, str]) -> str:
+    subsets = table[table["bucket"] == 0]
+    wide = subsets.pivot_table(index=["task", "subset"], columns="model", values="auc", sort=False)
+    labels = list(pd.unique(table["model"]))
+    counts = subsets.groupby(["task", "subset"], sort=False)[["n", "positives"]].first()
+    rows = [[task, subset, str(int(counts.loc[(task, subset), "n"])), str(int(counts.loc[(task, subset), "positives"])),
+             *(_f(wide.loc[(task, subset), m]) for m in labels)] for task, subset in wide.index]
+    return (f"Buckets: test samples ranked by log(p_{setup['task_a']} / p_{setup['task_b']}) of the "
+            f"`{setup['reference']}` model (one independent model per task), cut into 10 equal-frequency "
+            "buckets; B-overwhelming = buckets 1-3, comparable = 4-7, A-overwhelming = 8-10. "
+            f"A = {setup['task_a']}, B = {setup['task_b']}. AUC per subset, mean over seeds "
+            "(conflict.csv has every bucket).\n\n"
+            + _md(["task", "subset", "n", "positives", *labels], rows)
+            + "\n![conflict buckets](heatmaps/conflict.png)\n")
+
+
+def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRecord],
+                 oracle: pd.DataFrame | None, baseline: str | None, context: dict[str, str],
+                 analyses: Analyses = Analyses()) -> Path:
+    """Writes report.md, the CSVs and the plots into `out`; returns the report.md path."""
+    out = Path(out)
+    (out / "heatmaps").mkdir(parents=True, exist_ok=True)
+    labels = list(pd.unique(results["model"]))
+    if baseline is not None and baseline not in labels:
+        raise ConfigError(f"--baseline {baseline!r} is not among the models {labels}")
+    results[list(RESULT_COLUMNS)].to_csv(out / "results.csv", index=False)
+    pd.DataFrame([{"model": r.label, "arch": r.arch, "seed": r.seed, "run_dir": str(r.run_dir)} for r in records]
+                 ).to_csv(out / "runs.csv", index=False)
+    table = model_summary(per_seed_summary(results), baseline)
+    table.to_csv(out / "summary.csv", index=False)
+    if analyses.intervals is not None:
+        analyses.intervals.to_csv(out / "intervals.csv", index=False)
+        analyses.cell_intervals.to_csv(out / "cell_intervals.csv", index=False)
+    if oracle is not None:
+        oracle.to_csv(out / "oracle.csv", index=False)
+        for metric in METRICS:
+            heatmap(domain_task_cells(oracle), metric, out / "heatmaps" / f"oracle_{metric}.png", f"oracle {metric.upper()}")
+    md = ["# Model comparison\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items()),
+          "".join(f"- note: {n}\n" for n in analyses.notes),
+          "\n## Mean over the domain x task cells (test split)\n\n"
+          "± std and min-max: spread over training seeds. 95% CI (test users): percentile interval over "
+          "bootstrap resamples of the test users, the same resamples for every model; the paired gain "
+          "interval scores model and baseline on the same resample.\n\n",
+          _summary_md(table, oracle, baseline, analyses.intervals)]
+    for label in labels:
+        cells = domain_task_cells(mean_cells(results, label))
+        for metric in METRICS:
+            heatmap(cells, metric, out / "heatmaps" / f"{label}_{metric}.png", f"{label} {metric.upper()}")
+    if baseline is not None:
+        md += _gain_sections(out, results, labels, baseline)
+    loads = expert_loads(records)
+    if loads:
+        pd.DataFrame([{"model": label, "expert": e, "load": v} for label, entry in loads.items()
+                      for e, v in enumerate(entry["load"])]).to_csv(out / "expert_load.csv", index=False)
+        expert_load_plot({label: entry["load"] for label, entry in loads.items()}, out / "heatmaps" / "expert_load.png")
+        md += ["\n## Expert load (mixture-of-experts models; rank 0's training batches, last epoch)\n\n"
+               "load = an expert's share of all routing selections (SMES) or of the gate mass (dense MoE); "
+               "1/E each when balanced.\n\n", _expert_load_md(loads), "\n![expert load](heatmaps/expert_load.png)\n"]
+    if analyses.conflict is not None:
+        analyses.conflict.to_csv(out / "conflict.csv", index=False)
+        bucket_plot(analyses.conflict, out / "heatmaps" / "conflict.png", "AUC per bucket")
+        md += ["\n## Conflict analysis (STEM-Net's buckets)\n\n", _conflict_md(analyses.conflict, analyses.conflict_setup)]
+    for label in labels:
+        md += [f"\n## {label}: per cell (mean ± std over seeds)\n\n",
+               "noise: half-width of the oracle's 95% bootstrap interval on the cell (users resampled); "
+               "a per-cell difference below it is not evidence.\n\n" if oracle is not None else "",
+               _cells_md(results, label, oracle, analyses.cell_intervals),
+               f"\n![{label} GAUC](heatmaps/{label}_gauc.png)"
+               + (f" ![{label} gain](heatmaps/gain_{label}_gauc.png)" if baseline and label != baseline else "") + "\n"]
+    path = out / "report.md"
+    path.write_text("".join(md))
+    return path
+
+
+def _gain_sections(out: Path, results: pd.DataFrame, labels: Sequence[str], baseline: str) -> list[str]:
+    """gains.csv, the gain heatmaps, and the per-cell gain tables of the report."""
+    others = [m for m in labels if m != baseline]
+    gain = gains(results, others, baseline)
+    gain.to_csv(out / "gains.csv", index=False)
+    base_cells = domain_task_cells(mean_cells(results, baseline))
+    for label in others:
+        cells = domain_task_cells(mean_cells(results, label))
+        for metric in METRICS:
+            gain_heatmap(cells, base_cells, metric, out / "heatmaps" / f"gain_{label}_{metric}.png",
+                         f"{label} - {baseline}: {metric.upper()}")
+    if not others:
+        return []
+    return [part for metric in METRICS
+            for part in (f"\n## {metric.upper()} gain over {baseline} per cell (mean over seeds)\n\n", _gains_md(gain, metric))]
