@@ -19,6 +19,7 @@ import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 from torch import nn
 from torch.optim import Optimizer
+from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 
 MODEL_KEY = "model"
 OPTIM_KEY = "optim"
@@ -96,6 +97,21 @@ def verify_checkpoint(directory: str | Path) -> None:
         raise CheckpointError(f"{directory}: files not covered by any manifest: {dcp_files}")
 
 
+def _create_lazy_state(optimizer: Optimizer) -> None:
+    """Gives a fresh optimizer its state tensors, so that DCP has somewhere to load them.
+
+    torch optimizers create their state at the first step (Adam: step, exp_avg, exp_avg_sq), and
+    DCP loads only the entries the target state dict already has: a fresh Adam would silently
+    restore nothing and restart its moments. KeyedOptimizer.init_state() takes one step with zero
+    gradients to create them (the parameters it may move are overwritten by the load). The fused
+    embedding optimizer holds its state from construction and is left alone.
+    """
+    parts = [opt for _, opt in optimizer.optimizers] if isinstance(optimizer, CombinedOptimizer) else [optimizer]
+    for part in parts:
+        if isinstance(part, KeyedOptimizer) and part.params and not part.state:
+            part.init_state()
+
+
 def load_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer | None = None) -> dict[str, Any]:
     """Collective: verifies, then loads model (and optimizer) state in place, resharding as
     needed. Returns the progress JSON saved with it ({} if none), with this rank's own state
@@ -103,6 +119,7 @@ def load_sharded(directory: str | Path, model: nn.Module, optimizer: Optimizer |
     verify_checkpoint(directory)
     state: dict[str, Any] = {MODEL_KEY: model.state_dict()}
     if optimizer is not None:
+        _create_lazy_state(optimizer)
         state[OPTIM_KEY] = optimizer.state_dict()
     try:
         dcp.load(state, checkpoint_id=str(directory))
