@@ -16,6 +16,7 @@ from modules.spec import DatasetSpec
 from modules.strict import ConfigError, to_dict
 from ray_jobs.config import JobConfig
 from ray_jobs.data import SPLITS, SplitInfo, validate_split
+from ray_jobs.fault_injection import from_env as injected_fault_from_env
 from ray_jobs.generate import PRESETS, generate
 
 # Quiet, reproducible defaults for local runs (a user's env vars still win).
@@ -77,7 +78,9 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
     """A TorchTrainer running `loop` on `config.workers` workers over the data set's splits."""
     workers = config.workers
     loop_config = {"job": to_dict(config), "spec": to_dict(dataset.spec),
-                   "train_rows": dataset.splits["train"].rows, **(extra or {})}
+                   "train_rows": dataset.splits["train"].rows,
+                   "injected_fault": injected_fault_from_env(),  # chaos testing only; None unless set
+                   **(extra or {})}
     return TorchTrainer(
         loop,
         train_loop_config=loop_config,

@@ -33,6 +33,7 @@ from modules.strict import from_dict, to_dict
 from ray_jobs.collate import Collator
 from ray_jobs.config import JobConfig
 from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions, gather, predict
+from ray_jobs.fault_injection import SelfKill
 from ray_jobs.lockstep import lockstep
 from ray_jobs.metrics import summary
 from sharding.checkpoint import load_sharded, save_sharded
@@ -234,6 +235,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         _log(rank, f"resumed from checkpoint at epoch {progress.get('epoch', -1) + 1} step {progress.get('step')} "
                    f"({checkpoint.path})")
 
+    injected_fault = SelfKill(loop_config.get("injected_fault"), rank, resumed=checkpoint is not None)
     train_rows = loop_config.get("train_rows", 0)
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     for epoch in range(start_epoch, config.train.epochs):
@@ -249,6 +251,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 _log(rank, f"epoch {epoch + 1}/{config.train.epochs} step {stats.steps}/~{steps_hint} | "
                            f"{m['train_samples_per_s']:,.0f} samples/s | input wait {m['input_wait_fraction']:.0%} | "
                            f"loss {losses}")
+            injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
         stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
                             config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
