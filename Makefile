@@ -1,7 +1,7 @@
 # Seesaw: `make demo` sets up .venv and runs the default job; `make test` runs the tests.
 PY := .venv/bin/python
 
-.PHONY: demo test test-fault venv clean
+.PHONY: demo test venv clean
 venv: .venv/.installed
 .venv/.installed: pyproject.toml scripts/setup_venv.sh
 	bash scripts/setup_venv.sh cpu
@@ -12,9 +12,6 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
-
-test-fault: venv
-	$(PY) -m pytest -q -m fault
 
 clean:
 	rm -rf .venv runs data/synthetic
