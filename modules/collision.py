@@ -22,7 +22,7 @@ table only once that count is >= `admission_threshold`. Before then it reads the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, Sequence
 
 import torch
@@ -38,10 +38,12 @@ from torchrec.modules.mc_modules import (
 )
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
+from modules.spec import DatasetSpec
 from modules.strict import ConfigError
 
 Policy = Literal["lfu", "lru", "feature_score"]
 POLICIES: tuple[str, ...] = ("lfu", "lru", "feature_score")
+RAW_ID_MAX = torch.iinfo(torch.int64).max - 1  # MCH marks empty slots with int64 max: raw ids stay below it
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class BoundedFeature:
     """The row cap and policies of one KJT key whose raw ids are unbounded.
 
     Attributes:
-        key: the KJT key (one embedding table) whose raw int64 ids are remapped.
+        key: the KJT key (one embedding table) whose raw int64 ids are remapped. In a job
+            config it names the data column; `for_keys` gives every table reading it its own copy.
         rows: table size; rows - 1 ids own a row, row rows - 1 is the shared default row.
         policy: eviction policy, see the module docstring.
         admission_threshold: occurrences before an id may own a row (1: admit at once).
@@ -105,6 +108,33 @@ class CollisionStats:
     rows_in_use: int
     evictions: int
     admission_rejections: int
+
+
+def check_features(features: Sequence[BoundedFeature], spec: DatasetSpec) -> None:
+    """Every bounded column exists in `spec` and is bounded once."""
+    keys = [f.key for f in features]
+    unknown = sorted(set(keys) - set(spec.feature_names))
+    if unknown:
+        raise ConfigError(f"collision: bounded feature(s) {unknown} are not sparse features of the data set "
+                          f"(it has {list(spec.feature_names)})")
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ConfigError(f"collision: feature(s) {twice} listed twice")
+
+
+def bounded_spec(spec: DatasetSpec, features: Sequence[BoundedFeature]) -> DatasetSpec:
+    """`spec` with each bounded column's cardinality replaced by its row cap: the size of its tables."""
+    check_features(features, spec)
+    rows = {f.key: f.rows for f in features}
+    return replace(spec, sparse_features=tuple(
+        replace(f, cardinality=rows[f.name]) if f.name in rows else f for f in spec.sparse_features))
+
+
+def for_keys(features: Sequence[BoundedFeature], kjt_keys: Sequence[tuple[str, str]]) -> list[BoundedFeature]:
+    """One BoundedFeature per (KJT key, source column) whose column is bounded; each table
+    reading a bounded column (e.g. STEM-Net's per-task tables) gets its own remapping state."""
+    by_column = {f.key: f for f in features}
+    return [replace(by_column[column], key=key) for key, column in kjt_keys if column in by_column]
 
 
 def eviction_policy(name: Policy, decay_exponent: float = 1.0) -> MCHEvictionPolicy:
@@ -197,8 +227,10 @@ class Remapper(nn.Module):
         self.probation = nn.ModuleDict(
             {f.key: probation_module(f, device) for f in features if f.admission_threshold > 1}
         )
-        self._evictions = {key: 0 for key in self.features}
-        self._rejections = {key: 0 for key in self.features}
+        # counters are buffers, so a checkpoint of the remapper carries them
+        self._slot = {key: i for i, key in enumerate(self.features)}
+        self.register_buffer("evictions", torch.zeros(len(self.features), dtype=torch.int64, device=device))
+        self.register_buffer("admission_rejections", torch.zeros(len(self.features), dtype=torch.int64, device=device))
 
     def _module(self, key: str) -> MCHManagedCollisionModule:
         return self.collection._managed_collision_modules[self.table_of[key]]  # type: ignore[return-value]
@@ -219,17 +251,40 @@ class Remapper(nn.Module):
             resident = self._remap(key, ids) != feature.default_row
             counter.profile({key: _values(ids[~resident])})
             keep = resident | (_counts(counter, ids) >= feature.admission_threshold)
-            self._rejections[key] += int((~keep).sum())
+            self.admission_rejections[self._slot[key]] += int((~keep).sum())
             admitted = ids[keep]
         module = self._module(key)
         open_before = int(module.open_slots())
         module.profile({self.table_of[key]: _values(admitted)})
+        return self._reassigned(key, open_before)
+
+    def _reassigned(self, key: str, open_before: int) -> torch.Tensor:
+        """The rows the last merge gave to new ids [r]; counts those taken from a previous owner."""
+        module = self._module(key)
         reassigned = module.evict()
         if reassigned is None:
-            return torch.empty(0, dtype=torch.int64, device=ids.device)
+            return torch.empty(0, dtype=torch.int64, device=module._mch_sorted_raw_ids.device)
         filled = open_before - int(module.open_slots())
-        self._evictions[key] += reassigned.numel() - filled
+        self.evictions[self._slot[key]] += reassigned.numel() - filled
         return reassigned
+
+    @torch.no_grad()
+    def flush(self) -> dict[str, torch.Tensor]:
+        """Merges the ids still pending in an unfinished eviction window; returns the reassigned rows.
+
+        TorchRec keeps those ids in non-persistent buffers, so a checkpoint taken mid-window
+        would lose them. Call it (on every rank) before checkpointing; with
+        `eviction_interval` 1 there is never anything pending.
+        """
+        out: dict[str, torch.Tensor] = {}
+        for key in self.features:
+            module = self._module(key)
+            open_before = int(module.open_slots())
+            if module._current_history_buffer_offset > 0:
+                module._coalesce_history()
+                module._last_eviction_iter = module._current_iter
+            out[key] = self._reassigned(key, open_before)
+        return out
 
     def forward(self, features: KeyedJaggedTensor) -> RemapOutput:
         """Args: features (KeyedJaggedTensor) raw int64 ids. Returns: RemapOutput, same keys and lengths."""
@@ -251,8 +306,8 @@ class Remapper(nn.Module):
         return {
             key: CollisionStats(
                 rows_in_use=f.rows - 1 - int(open_slots[self.table_of[key]]),
-                evictions=self._evictions[key],
-                admission_rejections=self._rejections[key],
+                evictions=int(self.evictions[self._slot[key]]),
+                admission_rejections=int(self.admission_rejections[self._slot[key]]),
             )
             for key, f in self.features.items()
         }

@@ -72,8 +72,11 @@ class GlobalRemapper(nn.Module):
         """Args: features (KeyedJaggedTensor) this rank's raw ids. Returns: this rank's rows.
 
         `reassigned` is global (the same on every rank): each rank resets whichever of those
-        rows it holds.
+        rows it holds. In eval mode the remapper only looks up, which needs no other rank's
+        ids, so no collective runs (a worker whose shard ran out may score padding alone).
         """
+        if not self.training:
+            return self.remapper(features)
         global_kjt, offsets = gather_global(features, self.pg)
         out = self.remapper(global_kjt)
         global_values = out.features.values().split(out.features.length_per_key())

@@ -128,3 +128,24 @@ def test_unbounded_keys_pass_through_and_big_batches_are_refused():
         r(one_hot([1, 2, 3, 4]))
     with pytest.raises(ConfigError, match="policy"):
         BoundedFeature("f", rows=4, policy="fifo")  # type: ignore[arg-type]
+
+
+def test_flush_merges_the_pending_window_and_state_dict_resumes_exactly():
+    feature = BoundedFeature("f", rows=4, policy="feature_score", admission_threshold=2, eviction_interval=3)
+    r = remapper(feature)
+    for batch in ([1, 1, 2], [2, 3, 3]):  # a window of 3 batches, 2 of them seen: nothing merged yet
+        r(one_hot(batch))
+    assert owners(r, [1, 2, 3]) == {}
+    reassigned = r.flush()["f"]
+    held = owners(r, [1, 2, 3])
+    assert held.keys() == {1, 2, 3} and set(reassigned.tolist()) == set(held.values())
+    assert r.flush()["f"].numel() == 0  # nothing pending any more
+    # a fresh remapper loaded from the state dict continues the stream exactly like the original
+    resumed = remapper(feature)
+    resumed.load_state_dict(r.state_dict())
+    assert resumed.stats() == r.stats()
+    for batch in ([4, 4, 5], [5, 6, 4], [1, 6, 6], [7, 7, 7]):
+        a, b = r(one_hot(batch)), resumed(one_hot(batch))
+        assert a.features.values().tolist() == b.features.values().tolist()
+        assert a.reassigned["f"].tolist() == b.reassigned["f"].tolist()
+    assert resumed.stats() == r.stats() and r.stats()["f"].evictions > 0
