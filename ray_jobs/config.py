@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import yaml
 
+from modules.collision import BoundedFeature
 from modules.strict import ConfigError, from_dict, to_dict
 from sharding.optim import OptimConfig
 from sharding.planner import PlannerConfig
@@ -72,6 +73,10 @@ class WorkersConfig:
 
 @dataclass(frozen=True)
 class JobConfig:
+    """One job. `collision` lists the sparse columns holding raw 64-bit ids, each remapped into
+    a bounded table (`modules.collision.BoundedFeature`, key = column name); only pass-by-pass
+    training (`ray_jobs.passes`) reads them so far."""
+
     name: str = "default"
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -79,6 +84,7 @@ class JobConfig:
     workers: WorkersConfig = WorkersConfig()
     sharding: PlannerConfig = PlannerConfig()
     runs_dir: str = "runs"
+    collision: tuple[BoundedFeature, ...] = ()
 
     def with_overrides(self, **sections: Any) -> "JobConfig":
         """A copy with whole sections replaced, e.g. `with_overrides(model=ModelConfig("mmoe"))`."""

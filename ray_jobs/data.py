@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from modules.collision import RAW_ID_MAX
 from modules.spec import DatasetSpec
 from ray_jobs.collate import DataError
 
@@ -47,9 +48,15 @@ def _check_type(path: str, name: str, actual: pa.DataType, expected: str) -> Non
         raise DataError(f"{path}: column {name!r} has type {actual}, expected {expected}")
 
 
-def _value_bounds(spec: DatasetSpec) -> dict[str, tuple[float, float, str]]:
-    """Column -> (inclusive min, inclusive max, what it is) for range-checked columns."""
-    bounds = {f.name: (0, f.cardinality - 1, f"id of table {f.name!r}") for f in spec.sparse_features}
+def _value_bounds(spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> dict[str, tuple[float, float, str]]:
+    """Column -> (inclusive min, inclusive max, what it is) for range-checked columns.
+
+    `raw` columns hold raw 64-bit ids remapped into a bounded table (`modules.collision`):
+    any id in [0, RAW_ID_MAX] is valid there; every other sparse column stays in [0, cardinality).
+    """
+    bounds = {f.name: (0, f.cardinality - 1, f"id of table {f.name!r}; raw 64-bit ids need the feature "
+                                              f"listed under collision") for f in spec.sparse_features}
+    bounds.update({name: (0, RAW_ID_MAX, f"raw id of bounded feature {name!r}") for name in raw})
     bounds[spec.domain_column] = (0, spec.num_domains - 1, f"domain id (domains {list(spec.domains)})")
     for task in spec.tasks:
         bounds[task] = (0, 1, "label")
@@ -68,8 +75,8 @@ def _scan_row_group(path: str, row_group: int, name: str) -> tuple[int, float | 
     return nulls, bounds["min"].as_py(), bounds["max"].as_py()
 
 
-def validate_file(path: str, spec: DatasetSpec) -> int:
-    """Checks one Parquet file against `spec`; returns its row count."""
+def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> int:
+    """Checks one Parquet file against `spec` (`raw`: columns of raw 64-bit ids); returns its row count."""
     try:
         meta = pq.ParquetFile(path).metadata
     except (pa.ArrowInvalid, OSError) as exc:
@@ -89,7 +96,7 @@ def validate_file(path: str, spec: DatasetSpec) -> int:
     for name in (*spec.dense_features, *spec.tasks):
         _check_type(path, name, schema.field(name).type, "number")
 
-    bounds = _value_bounds(spec)
+    bounds = _value_bounds(spec, raw)
     nullable = set(spec.required_columns())
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
@@ -129,7 +136,7 @@ def _check_finite(path: str, schema: pa.Schema, names: tuple[str, ...]) -> None:
             raise DataError(f"{path}: column {name!r} has non-finite value {column[row].as_py()} at row {row}")
 
 
-def validate_split(root: str | Path, split: str, spec: DatasetSpec) -> SplitInfo:
+def validate_split(root: str | Path, split: str, spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> SplitInfo:
     files = split_files(root, split)
-    rows = sum(validate_file(f, spec) for f in files)
+    rows = sum(validate_file(f, spec, raw) for f in files)
     return SplitInfo(split, tuple(files), rows)

@@ -74,11 +74,12 @@ def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str
 
 def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,
                  extra: dict[str, Any] | None = None, splits: tuple[str, ...] = SPLITS,
-                 callbacks: list | None = None) -> TorchTrainer:
-    """A TorchTrainer running `loop` on `config.workers` workers over the data set's splits."""
+                 callbacks: list | None = None, dataset_config: ray.train.DataConfig | None = None) -> TorchTrainer:
+    """A TorchTrainer running `loop` on `config.workers` workers over the data set's splits
+    (`dataset_config`: Ray Train's ingest options, e.g. preserve_order; None: its defaults)."""
     workers = config.workers
     loop_config = {"job": to_dict(config), "spec": to_dict(dataset.spec),
-                   "train_rows": dataset.splits["train"].rows,
+                   "train_rows": dataset.splits["train"].rows if "train" in dataset.splits else 0,
                    "injected_fault": injected_fault_from_env(),  # chaos testing only; None unless set
                    **(extra or {})}
     return TorchTrainer(
@@ -97,4 +98,5 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
         ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
         datasets=ray_datasets(dataset, splits),
+        dataset_config=dataset_config,
     )

@@ -3,6 +3,7 @@
 With no config it runs the embedded default: local Ray, the synthetic data set (generated on
 first use), PEPNet, 2 CPU workers; then prints the domain x task metrics table of the test
 split and the run directory holding metrics.json and the sharded checkpoint.
+With `--passes <dir>` it trains pass by pass over day folders instead (`ray_jobs.passes`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from modules.strict import ConfigError
 from ray_jobs.cli import exit_code, override
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
 from ray_jobs.evaluation import PREDICTIONS_FILE
@@ -23,7 +25,8 @@ from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, train_loop_per_worker
 
 
-def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None]:
+def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None, tuple[str, int | None] | None]:
+    """(config, run name, (passes directory, max passes) or None for epoch training)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="job YAML (default: the embedded default job)")
     parser.add_argument("--arch", help="override model.arch (model.params reset to defaults)")
@@ -31,11 +34,16 @@ def parse_args(argv: list[str] | None) -> tuple[JobConfig, str | None]:
     parser.add_argument("--epochs", type=int, help="override train.epochs")
     parser.add_argument("--num-workers", type=int, help="override workers.num_workers")
     parser.add_argument("--run-name", help="run directory name under runs_dir (default: <name>-<time>)")
+    parser.add_argument("--passes", metavar="DIR", help="train pass by pass over the day folders of DIR, evaluating "
+                        "each day before training on it (ray_jobs/passes.py); same --run-name again resumes")
+    parser.add_argument("--max-passes", type=int, help="with --passes: stop after this many passes in total")
     args = parser.parse_args(argv)
+    if args.max_passes is not None and not args.passes:
+        parser.error("--max-passes needs --passes")
     config = override(load_config(args.config), args.data, args.epochs, args.num_workers)
     if args.arch:
         config = replace(config, model=ModelConfig(arch=args.arch))
-    return config, args.run_name
+    return config, args.run_name, (args.passes, args.max_passes) if args.passes else None
 
 
 def run(config: JobConfig, run_name: str | None = None) -> Path:
@@ -43,6 +51,8 @@ def run(config: JobConfig, run_name: str | None = None) -> Path:
     from modules.dense.registry import parse_arch_config
 
     parse_arch_config(config.model.arch, config.model.params)  # fail on a typo before starting Ray
+    if config.collision:
+        raise ConfigError("collision (bounded raw-id features) is trained pass by pass: use --passes <dir>")
     dataset = prepare_dataset(config)
     init_ray(config)
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -71,7 +81,15 @@ def format_table_from_records(cells: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return exit_code(lambda: run(*parse_args(argv)))
+    def body() -> Path:
+        config, run_name, passes = parse_args(argv)
+        if passes is None:
+            return run(config, run_name)
+        from ray_jobs.passes import run_passes
+
+        return run_passes(config, passes[0], run_name, passes[1])
+
+    return exit_code(body)
 
 
 if __name__ == "__main__":

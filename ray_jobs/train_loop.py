@@ -188,16 +188,17 @@ def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> t
     return flat, table.to_dict(orient="records")
 
 
-def build_sharded_model(config: JobConfig, spec: DatasetSpec,
-                        device: torch.device) -> tuple[SeesawModel, DistributedModelParallel, str]:
+def build_sharded_model(config: JobConfig, spec: DatasetSpec, device: torch.device,
+                        local_world_size: int | None = None) -> tuple[SeesawModel, DistributedModelParallel, str]:
     """SeesawModel planned for the current process group and wrapped in DMP.
 
+    `local_world_size` (ranks per node) defaults to the Ray Train worker group's.
     Returns (the unwrapped model, the DMP-wrapped one, the plan as a printable table).
     """
     model = SeesawModel(spec, config.model.arch, config.model.params, device="meta")
     tables = embedding_tables(spec, model.table_sets)
     world_size = dist.get_world_size()
-    local_world_size = ray.train.get_context().get_local_world_size()
+    local_world_size = local_world_size or ray.train.get_context().get_local_world_size()
     topology = make_topology(world_size, device.type, local_world_size=local_world_size)
     plan = plan_sharding(model, tables, topology, config.data.batch_size, config.sharding, pg=dist.GroupMember.WORLD)
     storage = topology.devices[0].storage
