@@ -127,13 +127,14 @@ def _summary_md(table: pd.DataFrame, oracle: pd.DataFrame | None, baseline: str 
     ci = intervals.set_index(["model", "metric"]) if intervals is not None else None
     rows = []
     for r in table.itertuples():
-        row = [r.model, str(r.seeds), f"{_f(r.mean_auc)} ± {_f(r.mean_auc_std)}",
-               f"{_f(r.mean_auc_min)}-{_f(r.mean_auc_max)}", f"{_f(r.mean_gauc)} ± {_f(r.mean_gauc_std)}",
-               f"{_f(r.mean_gauc_min)}-{_f(r.mean_gauc_max)}"]
+        spread = (lambda std: f" ± {_f(std)}") if r.seeds > 1 else (lambda std: "")  # noqa: E731
+        span = (lambda lo, hi: f"{_f(lo)}-{_f(hi)}") if r.seeds > 1 else (lambda lo, hi: "-")  # noqa: E731
+        row = [r.model, str(r.seeds), _f(r.mean_auc) + spread(r.mean_auc_std), span(r.mean_auc_min, r.mean_auc_max),
+               _f(r.mean_gauc) + spread(r.mean_gauc_std), span(r.mean_gauc_min, r.mean_gauc_max)]
         if ci is not None:
             row += [_ci(ci.loc[(r.model, m), "low"], ci.loc[(r.model, m), "high"]) for m in METRICS]
         if baseline:
-            row.append(f"{_f(r.gauc_gain, True)} ± {_f(r.gauc_gain_std)}")
+            row.append(_f(r.gauc_gain, True) + spread(r.gauc_gain_std))
             if ci is not None:
                 row.append(_ci(ci.loc[(r.model, "gauc"), "gain_low"], ci.loc[(r.model, "gauc"), "gain_high"], True))
         rows.append(row)
@@ -218,7 +219,7 @@ def _expert_load_md(loads: dict[str, dict[str, Any]]) -> str:
         entropy = float(-(load[load > 0] * np.log(load[load > 0])).sum() / np.log(e)) if e > 1 else 1.0
         rows.append([label, str(e), "-" if entry["mean_union"] is None else f"{entry['mean_union']:.2f}",
                      f"{load.max() * e:.2f}", f"{load.min() * e:.2f}", f"{entropy:.3f}", str(int((load * e < 0.1).sum()))])
-    return _md(["model", "experts E", "mean experts run per sample |U|", "max load x E", "min load x E",
+    return _md(["model", "experts E", "experts run per sample (mean union size)", "max load x E", "min load x E",
                 "load entropy / log E", "starved experts (load < 0.1/E)"], rows)
 
 
