@@ -1,7 +1,9 @@
 """Pass-by-pass training on Ray, 2 workers: bounded memory, progressive validation, resume.
 
-Three tiny runs share the session's Ray: 3 passes uninterrupted; 1 pass, then a rerun with the
-same run name, which must resume at pass 2 and end exactly where the uninterrupted run did.
+Three tiny runs share the session's Ray (each start-up and each pass costs seconds, so the
+stream has 2 days; tests/ray_jobs/test_pass_quality.py checks the same bounds over 6 passes
+without Ray): 2 passes uninterrupted; 1 pass, then a rerun with the same run name, which must
+resume at pass 2 and end exactly where the uninterrupted run did.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ray_jobs.drift import PRESETS, generate
 from ray_jobs.passes import day_partitions, run_passes
 from ray_jobs.train import main
 
-STREAM = replace(PRESETS["tiny"], days=3, rows_per_day=800)
+STREAM = replace(PRESETS["tiny"], days=2, rows_per_day=800)
 DAYS = STREAM.days
 
 
@@ -71,7 +73,7 @@ def test_rows_in_use_never_exceed_the_cap_and_checkpoints_stay_flat(runs, stream
     assert table["evictions/author_id"].iloc[-1] > 0  # authors overflow their 32 rows too
     sizes = table["checkpoint_mb"]
     assert sizes.notna().all()
-    assert sizes.max() - sizes.min() < 0.01 * sizes.min(), f"checkpoint grows across passes: {list(sizes)}"
+    assert sizes.max() - sizes.min() < 1e-3 * sizes.min(), f"checkpoint grows across passes: {list(sizes)}"
 
 
 def test_each_day_is_scored_by_all_workers_before_training_on_it(runs, stream):
