@@ -32,9 +32,10 @@ import pyarrow.dataset as pads
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
 from ray_jobs.cli import exit_code, override
-from ray_jobs.compare_report import METRICS, RESULT_COLUMNS, Analyses, RunRecord, write_report
+from ray_jobs.compare_report import METRICS, ORACLE, RESULT_COLUMNS, Analyses, RunRecord, write_report
 from ray_jobs.config import JobConfig, ModelConfig, load_config
 from ray_jobs.conflict import bucket_aucs
+from ray_jobs.evaluation import Predictions
 from ray_jobs.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics
 from ray_jobs.train_loop import METRICS_FILE
 from ray_jobs.uncertainty import confidence_intervals, load_predictions
@@ -164,6 +165,20 @@ def collect(records: Sequence[RunRecord]) -> pd.DataFrame:
     return df[["model", "seed", *[c for c in df.columns if c not in ("model", "seed")]]]
 
 
+def oracle_predictions(data_dir: str | Path, spec: DatasetSpec) -> Predictions | None:
+    """The test split scored by its true probabilities (prob_<task>); None on real data."""
+    columns = [PROBABILITY_PREFIX + t for t in spec.tasks]
+    test = pads.dataset(str(Path(data_dir) / "test"), format="parquet")
+    if not set(columns) <= set(test.schema.names):
+        return None
+    ids = [spec.id_column] if spec.id_column else []
+    table = test.to_table(columns=[*columns, *spec.tasks, spec.domain_column, spec.group_column, *ids])
+    stack = lambda names: np.stack([table[n].to_numpy() for n in names], axis=1)  # noqa: E731
+    sample_id = table[spec.id_column].to_numpy() if ids else np.full(table.num_rows, -1)
+    return Predictions(stack(columns), stack(spec.tasks), table[spec.domain_column].to_numpy(),
+                       table[spec.group_column].to_numpy(), sample_id)
+
+
 def oracle_cells(data_dir: str | Path, spec: DatasetSpec, num_resamples: int = 200) -> pd.DataFrame | None:
     """AUC / GAUC per cell of the true probabilities on the test split: the ceiling any model can
     reach. None when the data set has no prob_<task> columns (real data).
@@ -172,14 +187,10 @@ def oracle_cells(data_dir: str | Path, spec: DatasetSpec, num_resamples: int = 2
     resampled): the sampling noise of the cell's test rows, which bounds how small a per-cell
     difference between models can be told apart from chance (tiny cells have only a few positives).
     """
-    columns = [PROBABILITY_PREFIX + t for t in spec.tasks]
-    test = pads.dataset(str(Path(data_dir) / "test"), format="parquet")
-    if not set(columns) <= set(test.schema.names):
+    oracle = oracle_predictions(data_dir, spec)
+    if oracle is None:
         return None
-    table = test.to_table(columns=[*columns, *spec.tasks, spec.domain_column, spec.group_column])
-    stack = lambda names: np.stack([table[n].to_numpy() for n in names], axis=1)  # noqa: E731
-    probs, labels = stack(columns), stack(spec.tasks)
-    domain, group = table[spec.domain_column].to_numpy(), table[spec.group_column].to_numpy()
+    probs, labels, domain, group = oracle.probs, oracle.labels, oracle.domain, oracle.group
     cells = cell_metrics(probs, labels, domain, group, spec.tasks, spec.domains)
     half_widths: dict[str, list[float]] = {"auc_ci95": [], "gauc_ci95": []}
     for row in cells.itertuples():
@@ -210,7 +221,7 @@ class CompareRequest:
     command: str | None = None
 
 
-def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareRequest) -> Analyses:
+def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareRequest, data_root: Path) -> Analyses:
     """The report's prediction-based parts: intervals over test users and the conflict buckets."""
     run_dirs: dict[str, list[Path]] = {}
     for r in records:
@@ -226,6 +237,8 @@ def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareReq
     conflict, setup = None, {}
     if request.conflict_tasks:
         task_a, task_b = request.conflict_tasks
+        if request.conflict_reference == ORACLE:  # buckets by the true probabilities (synthetic data)
+            predictions = {**predictions, ORACLE: [oracle_predictions(data_root, spec)]}
         conflict = bucket_aucs(predictions, request.conflict_reference, spec.tasks, task_a, task_b)
         setup = {"task_a": task_a, "task_b": task_b, "reference": request.conflict_reference}
     notes = (f"intervals from {request.bootstrap} bootstrap resamples of the test users",) if request.bootstrap else ()
@@ -240,10 +253,12 @@ def compare(request: CompareRequest) -> Path:
     labels = [e.label for e in entries]
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"--baseline {baseline!r} is not among the models {labels} (use --baseline none to skip gains)")
-    if request.conflict_tasks and request.conflict_reference not in labels:
-        raise ConfigError(f"--conflict-reference {request.conflict_reference!r} is not among the models {labels} "
-                          "(add single_task to --models)")
+    if request.conflict_tasks and request.conflict_reference not in (*labels, ORACLE):
+        raise ConfigError(f"--conflict-reference {request.conflict_reference!r} is neither 'oracle' nor among the "
+                          f"models {labels} (add single_task to --models)")
     dataset = prepare_dataset(base)  # the one spec every model shares; generated once if configured
+    if request.conflict_reference == ORACLE and request.conflict_tasks and oracle_predictions(dataset.root, dataset.spec) is None:
+        raise ConfigError(f"--conflict-reference oracle: {dataset.root} has no prob_<task> columns (real data)")
     if request.conflict_tasks:
         unknown = [t for t in request.conflict_tasks if t not in dataset.spec.tasks]
         if unknown:
@@ -256,7 +271,7 @@ def compare(request: CompareRequest) -> Path:
                "batch size per worker": str(base.data.batch_size), "workers": str(base.workers.num_workers),
                "max steps per epoch": str(base.train.max_steps_per_epoch), "baseline": str(baseline)}
     report = write_report(out, collect(records), records, oracle_cells(dataset.root, dataset.spec), baseline, context,
-                          analyse(records, dataset.spec, request))
+                          analyse(records, dataset.spec, request, dataset.root))
     print(f"[compare] report: {report}", flush=True)
     return out
 
@@ -284,7 +299,8 @@ def parse_args(argv: Sequence[str] | None) -> CompareRequest:
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples of the test users for the 95%% intervals (0: none)")
     parser.add_argument("--conflict-tasks", help="A,B: add STEM-Net's bucket analysis of tasks A and B")
     parser.add_argument("--conflict-reference", default="single_task",
-                        help="label of the per-task model whose predictions define the buckets (default single_task)")
+                        help="label of the per-task model whose predictions define the buckets (default single_task; "
+                             "'oracle': the true probabilities of synthetic data)")
     args, rest = parser.parse_known_args(argv)
     extra = _params_options(parser, rest)
     base = override(load_config(args.config), args.data, args.epochs, args.num_workers)

@@ -230,8 +230,10 @@ def _conflict_md(table: pd.DataFrame, setup: dict[str, str]) -> str:
     counts = subsets.groupby(["task", "subset"], sort=False)[["n", "positives"]].first()
     rows = [[task, subset, str(int(counts.loc[(task, subset), "n"])), str(int(counts.loc[(task, subset), "positives"])),
              *(_f(wide.loc[(task, subset), m]) for m in labels)] for task, subset in wide.index]
-    return (f"Buckets: test samples ranked by log(p_{setup['task_a']} / p_{setup['task_b']}) of the "
-            f"`{setup['reference']}` model (one independent model per task), cut into 10 equal-frequency "
+    source = ("the generator's true probabilities" if setup["reference"] == ORACLE
+              else f"the `{setup['reference']}` model (one independent model per task)")
+    return (f"Buckets: test samples ranked by log(p_{setup['task_a']} / p_{setup['task_b']}) of "
+            f"{source}, cut into 10 equal-frequency "
             "buckets; B-overwhelming = buckets 1-3, comparable = 4-7, A-overwhelming = 8-10. "
             f"A = {setup['task_a']}, B = {setup['task_b']}. AUC per subset, mean over seeds "
             "(conflict.csv has every bucket).\n\n"

@@ -175,7 +175,6 @@ def _global_sum(value: int) -> int:
 def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
     """Collective: the pass-by-pass loop of one worker; returns the history of all passes."""
     config, spec, rank = job.config, job.spec, io.rank
-    world_size = dist.get_world_size()
     torch.manual_seed(config.train.seed + rank)
     device = torch.device("cpu")
     if config.workers.use_gpu and config.collision:
@@ -267,10 +266,7 @@ def run_passes(config: JobConfig, root: str | Path, run_name: str | None = None,
 
     With the `run_name` of an earlier run, resumes after its last checkpointed pass.
     """
-    from ray.data import ExecutionOptions
-    from ray.train import DataConfig as IngestConfig
-
-    from ray_jobs.runtime import init_ray, make_trainer
+    from ray_jobs.runtime import init_ray, make_trainer, ordered_ingest
 
     if config.workers.use_gpu and config.collision:  # fail before starting Ray
         raise ConfigError("collision on GPU is not wired into pass-by-pass training yet (docs/collision.md)")
@@ -280,7 +276,7 @@ def run_passes(config: JobConfig, root: str | Path, run_name: str | None = None,
     run_name = run_name or f"{config.name}-passes-{time.strftime('%Y%m%d-%H%M%S')}"
     trainer = make_trainer(config, dataset, pass_loop_per_worker, run_name,
                            extra={"days": list(days), "max_passes": max_passes}, splits=days,
-                           dataset_config=IngestConfig(execution_options=ExecutionOptions(preserve_order=True)))
+                           dataset_config=ordered_ingest())
     result = trainer.fit()
     if result.error:
         raise result.error

@@ -72,6 +72,15 @@ def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str
     return {s: ray.data.read_parquet(list(dataset.splits[s].files), columns=columns) for s in splits}
 
 
+def ordered_ingest() -> ray.train.DataConfig:
+    """Ray Train ingest that keeps Ray Data's block order, so every run over the same files feeds
+    each worker the same batches: a resumed run then skips exactly the batches it trained on
+    (in the default order the split hands blocks to whichever worker asks first)."""
+    from ray.data import ExecutionOptions
+
+    return ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True))
+
+
 def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,
                  extra: dict[str, Any] | None = None, splits: tuple[str, ...] = SPLITS,
                  callbacks: list | None = None, dataset_config: ray.train.DataConfig | None = None) -> TorchTrainer:

@@ -21,7 +21,7 @@ from ray_jobs.cli import exit_code, override
 from ray_jobs.config import JobConfig, ModelConfig, dump_config, load_config
 from ray_jobs.evaluation import PREDICTIONS_FILE
 from ray_jobs.report import format_table
-from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
+from ray_jobs.runtime import init_ray, make_trainer, ordered_ingest, prepare_dataset
 from ray_jobs.train_loop import METRICS_FILE, train_loop_per_worker
 
 
@@ -56,7 +56,9 @@ def run(config: JobConfig, run_name: str | None = None) -> Path:
     dataset = prepare_dataset(config)
     init_ray(config)
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = make_trainer(config, dataset, train_loop_per_worker, run_name)
+    # mid-epoch checkpoints resume at a batch position, which means the same batches only in order
+    ingest = ordered_ingest() if config.train.checkpoint_every_steps else None
+    trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, dataset_config=ingest)
     result = trainer.fit()
     if result.error:
         raise result.error

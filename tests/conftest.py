@@ -28,3 +28,22 @@ def tiny_data(tmp_path_factory):
     from ray_jobs.generate import PRESETS, generate
 
     return generate(PRESETS["tiny"], tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def trained_run(ray_session, tiny_data, tmp_path_factory):
+    """(config, run dir) of one uninterrupted 2-worker SharedBottom run on the tiny data, with
+    mid-epoch checkpoints: the end-to-end tests read it, and the fault-tolerance test compares a
+    killed-and-resumed run of the same config with it (one training run fewer per CI)."""
+    from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
+    from ray_jobs.train import run
+
+    config = JobConfig(
+        name="e2e",
+        data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
+        model=ModelConfig(arch="sharedbottom"),
+        train=TrainConfig(epochs=2, log_every=25, checkpoint_every_steps=10),
+        workers=WorkersConfig(num_workers=2, max_failures=1),
+        runs_dir=str(tmp_path_factory.mktemp("runs")),
+    )
+    return config, run(config, run_name="e2e")

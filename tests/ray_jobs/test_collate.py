@@ -6,7 +6,6 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from modules.dense.base import SHARED_SET, TableSet
 from modules.model import SeesawModel
 from ray_jobs.collate import Collator
 from tests.factories import random_table, tiny_spec

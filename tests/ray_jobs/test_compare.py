@@ -12,6 +12,7 @@ import pyarrow.dataset as pads
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from modules.spec import DatasetSpec
 from modules.strict import ConfigError
 from ray_jobs import compare
 from ray_jobs.compare import ModelEntry, parse_args, parse_models, with_params
@@ -19,7 +20,7 @@ from ray_jobs.config import DataConfig, JobConfig, TrainConfig, WorkersConfig
 from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-MODELS = ("sharedbottom", "mmoe", "single_task")
+MODELS = ("sharedbottom", "single_task")  # single_task: the conflict buckets' reference
 TASKS = ("click", "like", "follow", "share")
 
 
@@ -85,7 +86,7 @@ def test_report_files_are_written(compared):
                  "intervals.csv", "cell_intervals.csv", "conflict.csv"):
         assert (out / name).stat().st_size > 0, name
     pngs = [f"{m}_{k}.png" for m in MODELS for k in ("auc", "gauc")] + \
-           ["gain_mmoe_auc.png", "gain_mmoe_gauc.png", "oracle_auc.png", "oracle_gauc.png", "conflict.png"]
+           ["gain_single_task_auc.png", "gain_single_task_gauc.png", "oracle_auc.png", "oracle_gauc.png", "conflict.png"]
     for name in pngs:
         assert (out / "heatmaps" / name).read_bytes()[:8] == PNG_SIGNATURE, name
     results = pd.read_csv(out / "results.csv")
@@ -112,12 +113,12 @@ def test_results_and_summary_match_the_runs(compared):
 def test_gains_equal_model_minus_sharedbottom_per_cell(compared):
     base, _, out = compared
     gains = pd.read_csv(out / "gains.csv")
-    assert set(gains["model"]) == {"mmoe", "single_task"}
-    model = _run_cells(base, out, "mmoe").set_index(["domain", "task"])
+    assert set(gains["model"]) == {"single_task"}
+    model = _run_cells(base, out, "single_task").set_index(["domain", "task"])
     baseline = _run_cells(base, out, "sharedbottom").set_index(["domain", "task"])
     checked = 0
     for metric in ("auc", "gauc"):
-        rows = gains[(gains["metric"] == metric) & (gains["model"] == "mmoe")].set_index(["domain", "task"])["gain"]
+        rows = gains[(gains["metric"] == metric) & (gains["model"] == "single_task")].set_index(["domain", "task"])["gain"]
         assert len(rows) == 12 and "all" not in rows.index.get_level_values(0)
         for key, gain in rows.items():
             expected = model.loc[key, metric] - baseline.loc[key, metric]
@@ -127,7 +128,7 @@ def test_gains_equal_model_minus_sharedbottom_per_cell(compared):
                 assert gain == pytest.approx(expected, abs=1e-12), key
                 checked += 1
     assert checked >= 20  # most cells have both classes even on tiny data
-    assert not (gains[gains["model"] == "mmoe"]["gain"].dropna() == 0).all(), "two different models do not tie on every cell"
+    assert not (gains[gains["model"] == "single_task"]["gain"].dropna() == 0).all(), "two different models do not tie on every cell"
 
 
 def test_oracle_auc_equals_sklearn_on_the_prob_column(compared, tiny_data):
@@ -156,7 +157,7 @@ def test_conflict_buckets_of_the_report_match_sklearn(compared):
     """The report's conflict table, recomputed from the saved predictions with sklearn."""
     base, _, out = compared
     ref = Predictions.load(f"{base.runs_dir}/{out.name}-single_task-s0/{PREDICTIONS_FILE}", TASKS)
-    model = Predictions.load(f"{base.runs_dir}/{out.name}-mmoe-s0/{PREDICTIONS_FILE}", TASKS)
+    model = Predictions.load(f"{base.runs_dir}/{out.name}-sharedbottom-s0/{PREDICTIONS_FILE}", TASKS)
     click, like = TASKS.index("click"), TASKS.index("like")
     ratio = pd.Series(np.log(ref.probs[:, click].astype(np.float64)) - np.log(ref.probs[:, like].astype(np.float64)),
                       index=ref.sample_id).sort_index()
@@ -165,10 +166,10 @@ def test_conflict_buckets_of_the_report_match_sklearn(compared):
     rows = np.array([i in ids for i in model.sample_id])
     expected = roc_auc_score(model.labels[rows, like], model.probs[rows, like])
     table = pd.read_csv(out / "conflict.csv")
-    got = table[(table["model"] == "mmoe") & (table["task"] == "like") & (table["subset"] == "A-overwhelming")
+    got = table[(table["model"] == "sharedbottom") & (table["task"] == "like") & (table["subset"] == "A-overwhelming")
                 & (table["bucket"] == 0)]["auc"].item()
     assert got == pytest.approx(expected, abs=1e-9)
-    assert sorted(table[(table["bucket"] > 0) & (table["model"] == "mmoe") & (table["task"] == "like")]["n"]) \
+    assert sorted(table[(table["bucket"] > 0) & (table["model"] == "sharedbottom") & (table["task"] == "like")]["n"]) \
         == [len(ratio) // 10] * (10 - len(ratio) % 10) + [len(ratio) // 10 + 1] * (len(ratio) % 10)
 
 
@@ -181,4 +182,22 @@ def test_intervals_bracket_the_point_estimates(compared):
             low, high = intervals.loc[(label, metric), ["low", "high"]]
             assert low < summary.loc[label, f"mean_{metric}"] < high and high - low < 0.2
     assert np.isnan(intervals.loc[("sharedbottom", "gauc"), "gain_low"])
-    assert intervals.loc[("mmoe", "gauc"), "gain_low"] < intervals.loc[("mmoe", "gauc"), "gain_high"]
+    assert intervals.loc[("single_task", "gauc"), "gain_low"] < intervals.loc[("single_task", "gauc"), "gain_high"]
+
+
+def test_conflict_buckets_by_the_true_probabilities(compared, tiny_data):
+    """--conflict-reference oracle: buckets from prob_<task> of the test files, joined by sample_id."""
+    base, entries, out = compared
+    runs = pd.read_csv(out / "runs.csv")
+    records = [compare.RunRecord(r.model, r.arch, r.seed, r.run_dir) for r in runs.itertuples()]
+    spec = DatasetSpec.load(tiny_data)
+    request = compare.CompareRequest(base, entries, [0], out, bootstrap=0, conflict_tasks=("click", "like"),
+                                     conflict_reference="oracle")
+    table = compare.analyse(records, spec, request, tiny_data).conflict
+    test = pads.dataset(str(tiny_data / "test")).to_table().to_pandas().sort_values("sample_id")
+    ratio = np.log(test["prob_click"].to_numpy(np.float64)) - np.log(test["prob_like"].to_numpy(np.float64))
+    rank = np.argsort(np.argsort(ratio, kind="stable"), kind="stable")
+    rows = rank * 10 // len(ratio) == 0  # bucket 1: like overwhelms click
+    got = table[(table["model"] == "oracle") & (table["task"] == "like") & (table["bucket"] == 1)]["auc"].item()
+    assert got == pytest.approx(roc_auc_score(test["like"].to_numpy()[rows], test["prob_like"].to_numpy()[rows]), abs=1e-9)
+    assert set(table["model"]) == {*MODELS, "oracle"}

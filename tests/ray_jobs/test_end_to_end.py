@@ -1,32 +1,17 @@
-"""The train job on 2 workers learns, and evaluate reproduces its numbers from the checkpoint."""
+"""The train job on 2 workers learns, and evaluate reproduces its numbers from the checkpoint
+(`trained_run`: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pyarrow.dataset as pads
-import pytest
 from sklearn.metrics import roc_auc_score
 
 from modules.spec import DatasetSpec
-from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig
 from ray_jobs.evaluate import evaluate
 from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
-from ray_jobs.train import run
-
-
-@pytest.fixture(scope="module")
-def trained_run(ray_session, tiny_data, tmp_path_factory):
-    config = JobConfig(
-        name="e2e",
-        data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
-        model=ModelConfig(arch="sharedbottom"),
-        train=TrainConfig(epochs=2, log_every=25),
-        runs_dir=str(tmp_path_factory.mktemp("runs")),
-    )
-    return config, run(config, run_name="e2e")
 
 
 def test_train_learns_and_writes_run_dir(trained_run, tiny_data):

@@ -185,7 +185,7 @@ def test_bootstrap_ci_is_cheap_at_100k_rows():
     assert ci.low < ci.estimate < ci.high
 
 
-def _cells_data(seed: int = 0, n: int = 3000, num_tasks: int = 2, num_domains: int = 3):
+def _resample_data(seed: int = 0, n: int = 3000, num_tasks: int = 2, num_domains: int = 3):
     rng = np.random.default_rng(seed)
     group = rng.integers(0, 150, n) * 7 + 3  # sparse, non-contiguous user ids
     domain = rng.choice(num_domains, n, p=[0.7, 0.25, 0.05])
@@ -196,7 +196,7 @@ def _cells_data(seed: int = 0, n: int = 3000, num_tasks: int = 2, num_domains: i
 
 @pytest.mark.parametrize("metric", ["auc", "gauc"])
 def test_resampled_cells_equal_cell_metrics_on_the_drawn_rows(metric):
-    probs, labels, domain, group = _cells_data()
+    probs, labels, domain, group = _resample_data()
     tasks, domains = ("a", "b"), ("x", "y", "z")
     keys, counts = user_resamples(group, num_resamples=3, seed=1)
     counts[0] = 1  # the identity resample: the plain test set
@@ -210,7 +210,7 @@ def test_resampled_cells_equal_cell_metrics_on_the_drawn_rows(metric):
 
 
 def test_resampled_cells_rejects_unknown_users():
-    probs, labels, domain, group = _cells_data()
+    probs, labels, domain, group = _resample_data()
     keys, counts = user_resamples(group[group != group[0]], num_resamples=2)
     with pytest.raises(ValueError, match="not among the resampled keys"):
         resampled_cells(probs, labels, domain, group, 3, "auc", keys, counts)
