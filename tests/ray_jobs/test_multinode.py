@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 TOLERANCE = 0.03  # test mean AUC between the 2-node and the 1-node run (shard order may differ)
 
 
@@ -20,6 +22,7 @@ def _run(tiny_data, tmp_path, nodes: int) -> dict:
     return json.loads(lines[-1].split(" ", 1)[1])
 
 
+@pytest.mark.slow
 def test_two_nodes_one_worker_each_match_a_single_node_run(tiny_data, tmp_path):
     spread = _run(tiny_data, tmp_path, nodes=2)
     assert len(spread["cluster_nodes"]) == 2

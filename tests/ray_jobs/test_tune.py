@@ -135,6 +135,7 @@ def interrupted_then_resumed(ray_session, tiny_data, tmp_path_factory):
     return base, experiment_dir, before, table_before, best_written_before
 
 
+@pytest.mark.slow
 def test_interrupted_search_leaves_an_unfinished_trial(interrupted_then_resumed):
     _, _, before, table, best_written = interrupted_then_resumed
     assert len(before) == 3
@@ -144,6 +145,7 @@ def test_interrupted_search_leaves_an_unfinished_trial(interrupted_then_resumed)
     assert not best_written, "no best config until every trial has finished"
 
 
+@pytest.mark.slow
 def test_asha_stops_the_absurd_learning_rate_after_one_epoch(interrupted_then_resumed):
     _, experiment_dir, _, _, _ = interrupted_then_resumed
     table = pd.read_csv(experiment_dir / TRIALS_CSV).set_index(LR)
@@ -153,6 +155,7 @@ def test_asha_stops_the_absurd_learning_rate_after_one_epoch(interrupted_then_re
     assert table.loc[1e-9, METRIC] < min(table.loc[0.2, METRIC], table.loc[0.1, METRIC])
 
 
+@pytest.mark.slow
 def test_resume_keeps_finished_trials_and_completes_the_rest(interrupted_then_resumed):
     _, experiment_dir, before, _, _ = interrupted_then_resumed
     after = _results(experiment_dir)
@@ -165,6 +168,7 @@ def test_resume_keeps_finished_trials_and_completes_the_rest(interrupted_then_re
         f"the interrupted trial must continue from its checkpoint, not start over: epochs {epochs}"
 
 
+@pytest.mark.slow
 def test_trials_table_and_best_config_train(interrupted_then_resumed):
     base, experiment_dir, _, _, _ = interrupted_then_resumed
     table = pd.read_csv(experiment_dir / TRIALS_CSV)
