@@ -13,6 +13,7 @@ overwhelms (and vice versa); STEM-Net's task-specific embeddings should hold up 
 
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -45,7 +46,7 @@ def by_sample_id(predictions: Predictions, where: str) -> Predictions:
     order = np.argsort(ids, kind="stable")
     if (np.diff(ids[order]) == 0).any():
         raise ConfigError(f"{where}: duplicate sample ids in the predictions")
-    return Predictions(*(getattr(predictions, f)[order] for f in ("probs", "labels", "domain", "group", "sample_id")))
+    return Predictions(*(getattr(predictions, f.name)[order] for f in fields(Predictions)))
 
 
 def mean_over_seeds(seeds: Sequence[Predictions], where: str) -> Predictions:
