@@ -17,6 +17,7 @@ Hardware fractions (stated approximations):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -36,13 +37,14 @@ from modules.dense.experts import ExpertBank
 from modules.model import SeesawModel
 from modules.spec import DatasetSpec
 from modules.strict import from_dict
-from ray_jobs.benchmarks.hardware import matmul_peak_flops, memory_bandwidth
+from ray_jobs.benchmarks.hardware import CpuSnapshot, cores_busy, matmul_peak_flops, memory_bandwidth
 from ray_jobs.benchmarks.reference import run_reference
 from ray_jobs.collate import Collator
 from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
 from ray_jobs.generate import GeneratorConfig, generate
 from ray_jobs.runtime import init_ray, make_trainer, prepare_dataset
-from ray_jobs.train_loop import build_sharded_model, read_result, report_result, shard_batches, train_epoch
+from ray_jobs.train_loop import (EpochStats, build_sharded_model, read_result, report_result, shard_batches,
+                                 train_epoch)
 from sharding.optim import combined_optimizer
 
 THREADS = 1  # per worker and for the reference: 2 cores hold 2 workers plus the input pipeline
@@ -75,9 +77,17 @@ def benchmark_loop_per_worker(loop_config: dict[str, Any]) -> None:
     model, sharded, _ = build_sharded_model(config, spec, device)
     optimizer = combined_optimizer(sharded, config.train.optim)
     collate = Collator(spec, model.kjt_keys)
+    warmup = loop_config["warmup"]
+    steady_start: list[CpuSnapshot] = []
+
+    def on_step(stats: EpochStats) -> None:
+        if stats.steps == warmup:
+            steady_start.append(CpuSnapshot.take())
+
     stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
-                        config.train.max_steps_per_epoch)
-    mine = stats.metrics(dist.get_world_size(), skip=loop_config["warmup"])
+                        config.train.max_steps_per_epoch, on_step)
+    mine = stats.metrics(dist.get_world_size(), skip=warmup)
+    mine.update(cores_busy(steady_start[0], CpuSnapshot.take()))
     mine["dense_flops_per_sample"] = dense_flops_per_sample(model.dense_arch)
     everyone: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
@@ -100,6 +110,10 @@ def summarize(per_worker: list[dict], flops_peak: float, bandwidth: float, bytes
         "step_ms_p50": float(np.max([w["step_ms_p50"] for w in per_worker])),
         "step_ms_p90": float(np.max([w["step_ms_p90"] for w in per_worker])),
         "input_stall": float(np.mean([w["input_wait_fraction"] for w in per_worker])),
+        "sync_wait": float(np.mean([w["sync_wait_fraction"] for w in per_worker])),
+        "machine_cores_busy": per_worker[0]["machine_cores_busy"],
+        "worker_cores_busy": [round(w["process_cores_busy"], 2) for w in per_worker],
+        "cores": per_worker[0]["cores"],
         "time_to_first_batch_s": float(np.max([w["time_to_first_batch_s"] for w in per_worker])),
         "peak_rss_mb": [round(w["peak_rss_mb"]) for w in per_worker],
         "dense_flops_fraction": per_worker[0]["dense_flops_per_sample"] * mean_rate / flops_peak,
@@ -108,16 +122,22 @@ def summarize(per_worker: list[dict], flops_peak: float, bandwidth: float, bytes
 
 
 def format_rows(rows: list[dict[str, Any]]) -> str:
-    header = ["rows/table", "model", "workers", "samples/s total", "per worker", "ref samples/s", "ratio/ref",
-              "p50 ms", "p90 ms", "stall", "1st batch s", "RSS MB", "dense %peak", "emb %bw"]
+    """The benchmark table. `CPU ceiling` is the total samples/s this configuration's CPU cost per
+    sample (machine-wide, input pipeline included) would allow with every core busy."""
+    header = ["rows/table", "batch", "model", "workers", "samples/s total", "per worker", "ref samples/s", "ratio/ref",
+              "p50 ms", "p90 ms", "stall", "sync", "1st batch s", "RSS MB", "dense %peak", "emb %bw",
+              "cores busy", "worker cores", "CPU ceiling"]
     lines = [header]
     for r in rows:
-        lines.append([f"{r['table_rows']:.0e}", r["arch"], str(r["workers"]), f"{r['samples_per_s_total']:,.0f}",
+        ceiling = r["samples_per_s_total"] * r["cores"] / max(r["machine_cores_busy"], 1e-9)
+        lines.append([f"{r['table_rows']:.0e}", str(r["batch_size"]), r["arch"], str(r["workers"]), f"{r['samples_per_s_total']:,.0f}",
                       f"{r['samples_per_s_per_worker']:,.0f}", f"{r['reference_samples_per_s']:,.0f}",
                       f"{r['samples_per_s_per_worker'] / r['reference_samples_per_s']:.2f}",
                       f"{r['step_ms_p50']:.1f}", f"{r['step_ms_p90']:.1f}", f"{r['input_stall']:.1%}",
-                      f"{r['time_to_first_batch_s']:.1f}", "/".join(map(str, r["peak_rss_mb"])),
-                      f"{100 * r['dense_flops_fraction']:.1f}", f"{100 * r['embedding_bandwidth_fraction']:.2f}"])
+                      f"{r['sync_wait']:.1%}", f"{r['time_to_first_batch_s']:.1f}", "/".join(map(str, r["peak_rss_mb"])),
+                      f"{100 * r['dense_flops_fraction']:.1f}", f"{100 * r['embedding_bandwidth_fraction']:.2f}",
+                      f"{r['machine_cores_busy']:.2f}/{r['cores']}", "/".join(map(str, r["worker_cores_busy"])),
+                      f"{ceiling:,.0f}"])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
 
@@ -129,13 +149,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table-rows", default="100000,10000000")
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-sizes", default="512,2048", help="per-worker batch sizes (the reference uses each too)")
     parser.add_argument("--data-root", type=Path, default=Path("data/benchmark"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     args = parser.parse_args(argv)
     archs = args.archs.split(",")
     worker_counts = [int(w) for w in args.workers.split(",")]
     table_sizes = [int(float(t)) for t in args.table_rows.split(",")]
+    batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
 
     flops_peak, bandwidth = matmul_peak_flops(THREADS), memory_bandwidth(THREADS)
     print(f"[benchmark] {THREADS} thread(s): matmul peak {flops_peak / 1e9:.1f} GFLOP/s, "
@@ -144,26 +165,25 @@ def main(argv: list[str] | None = None) -> int:
                      workers=WorkersConfig(num_workers=max(worker_counts)))
     init_ray(base)
     rows: list[dict[str, Any]] = []
-    rows_needed = int(args.steps * args.batch_size * max(worker_counts) / 0.8 * 1.1)
+    rows_needed = int(args.steps * max(batch_sizes) * max(worker_counts) / 0.8 * 1.1)
     for table_rows in table_sizes:
         root = bench_dataset(args.data_root, table_rows, rows_needed)
-        data = DataConfig(path=str(root), generate=None, batch_size=args.batch_size)
-        dataset = prepare_dataset(replace(base, data=data))
+        dataset = prepare_dataset(replace(base, data=DataConfig(path=str(root), generate=None)))
         train_table = pq.read_table(list(dataset.splits["train"].files), columns=list(dataset.spec.required_columns()))
-        for arch in archs:
+        for batch_size, arch in itertools.product(batch_sizes, archs):
+            data = DataConfig(path=str(root), generate=None, batch_size=batch_size)
             keys = SeesawModel(dataset.spec, arch, device="meta").kjt_keys
             bytes_per_sample = embedding_bytes_per_sample(train_table, dataset.spec, keys)
             torch.set_num_threads(THREADS)
-            reference = run_reference(train_table, dataset.spec, arch, None, keys, args.batch_size,
-                                      args.steps, args.warmup)
+            reference = run_reference(train_table, dataset.spec, arch, None, keys, batch_size, args.steps, args.warmup)
             for workers in worker_counts:
                 config = replace(base, data=data, model=ModelConfig(arch=arch),
                                  workers=replace(base.workers, num_workers=workers))
                 trainer = make_trainer(config, dataset, benchmark_loop_per_worker,
-                                       f"bench-{arch}-{table_rows}-{workers}w-{time.strftime('%H%M%S')}",
+                                       f"bench-{arch}-{table_rows}-{batch_size}-{workers}w-{time.strftime('%H%M%S')}",
                                        extra={"warmup": args.warmup}, splits=("train",))
                 per_worker = read_result(trainer.fit())
-                row = {"table_rows": table_rows, "arch": arch, "workers": workers,
+                row = {"table_rows": table_rows, "batch_size": batch_size, "arch": arch, "workers": workers,
                        "reference_samples_per_s": reference["samples_per_s"], "reference": reference,
                        **summarize(per_worker, flops_peak, bandwidth, bytes_per_sample)}
                 rows.append(row)
@@ -171,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps({"threads": THREADS, "matmul_peak_flops": flops_peak, "copy_bandwidth": bandwidth,
-                               "steps": args.steps, "warmup": args.warmup, "batch_size": args.batch_size,
+                               "steps": args.steps, "warmup": args.warmup,
                                "rows": rows}, indent=2))
     print(format_rows(rows))
     print(f"[benchmark] written {out}")

@@ -118,13 +118,14 @@ def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(
                 if low < lo or high > hi:
                     bad = low if low < lo else high
                     raise DataError(f"{path}: column {name!r} has value {bad} outside [{lo}, {hi}] ({what})")
-    _check_finite(path, schema, (*spec.dense_features, *spec.tasks))
+    _check_float_values(path, schema, spec.dense_features, spec.tasks)
     return meta.num_rows
 
 
-def _check_finite(path: str, schema: pa.Schema, names: tuple[str, ...]) -> None:
-    """NaN/inf in float columns (Parquet statistics skip NaN, so these columns are read)."""
-    floats = [n for n in names if pa.types.is_floating(schema.field(n).type)]
+def _check_float_values(path: str, schema: pa.Schema, dense: tuple[str, ...], labels: tuple[str, ...]) -> None:
+    """NaN/inf in float columns, and float labels other than 0 and 1 (a 0.5 is inside the
+    statistics' [0, 1]). Parquet statistics skip NaN, so these columns are read."""
+    floats = [n for n in (*dense, *labels) if pa.types.is_floating(schema.field(n).type)]
     if not floats:
         return
     table = pq.read_table(path, columns=floats)
@@ -134,6 +135,12 @@ def _check_finite(path: str, schema: pa.Schema, names: tuple[str, ...]) -> None:
         if not pc.all(finite).as_py():
             row = pc.index(finite, False).as_py()
             raise DataError(f"{path}: column {name!r} has non-finite value {column[row].as_py()} at row {row}")
+        if name in labels:
+            binary = pc.is_in(column, value_set=pa.array([0.0, 1.0], column.type))
+            if not pc.all(binary).as_py():
+                row = pc.index(binary, False).as_py()
+                raise DataError(f"{path}: column {name!r} has value {column[row].as_py()} at row {row} "
+                                f"outside {{0, 1}} (label)")
 
 
 def validate_split(root: str | Path, split: str, spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> SplitInfo:

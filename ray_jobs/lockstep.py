@@ -19,15 +19,13 @@ T = TypeVar("T")
 def lockstep(batches: Iterable[T], pad: Callable[[], T] | None = None,
              group: dist.ProcessGroup | None = None) -> Iterator[T]:
     """Yields batches while every worker has one (pad=None) or while any worker has one (pad)."""
+    if not dist.is_initialized() or dist.get_world_size(group) == 1:
+        yield from batches  # alone, there is no one to keep in step with: no collective per batch
+        return
     it = iter(batches)
     op = dist.ReduceOp.MIN if pad is None else dist.ReduceOp.MAX
     while True:
         batch = next(it, None)
-        if not dist.is_initialized():
-            if batch is None:
-                return
-            yield batch
-            continue
         flag = torch.tensor([0 if batch is None else 1], dtype=torch.int32)
         dist.all_reduce(flag, op=op, group=group)
         if flag.item() == 0:

@@ -63,11 +63,14 @@ def shard_batches(split: str, config: JobConfig, collate: Collator) -> Iterator[
 @dataclass
 class EpochStats:
     """Timing of one worker's epoch. Compute time runs from a batch in hand to its step done;
-    input wait is the time spent waiting for the next batch (after the first)."""
+    input wait is the time spent waiting for the input pipeline's next batch (after the first);
+    sync wait is the time spent in lockstep's per-step collective, i.e. waiting for the slowest
+    worker (0 for a single worker)."""
 
     steps: int = 0
     first_batch_s: float = 0.0
     wait_s: list[float] = field(default_factory=list)  # per step; 0 for the first
+    sync_s: list[float] = field(default_factory=list)  # per step; 0 for the first
     step_s: list[float] = field(default_factory=list)
     batch_rows: list[int] = field(default_factory=list)
     loss_sum: torch.Tensor | None = None
@@ -85,7 +88,8 @@ class EpochStats:
     def metrics(self, world_size: int, skip: int = 0) -> dict[str, float]:
         """Throughput and step-time statistics, leaving out the first `skip` (warm-up) steps."""
         wait, step = np.asarray(self.wait_s[skip:]), np.asarray(self.step_s[skip:])
-        busy = max(float(wait.sum() + step.sum()), 1e-9)
+        sync = np.asarray(self.sync_s[skip:])
+        busy = max(float(wait.sum() + sync.sum() + step.sum()), 1e-9)
         samples = sum(self.batch_rows[skip:])
         step = step if step.size else np.zeros(1)
         return {
@@ -95,6 +99,7 @@ class EpochStats:
             "step_ms_p50": float(np.percentile(step, 50) * 1e3),
             "step_ms_p90": float(np.percentile(step, 90) * 1e3),
             "input_wait_fraction": float(wait.sum()) / busy,
+            "sync_wait_fraction": float(sync.sum()) / busy,
             "time_to_first_batch_s": self.first_batch_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "train_loss": float(sum(self.mean_task_losses())),
@@ -153,20 +158,23 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
     """
     model.train()
     stats = EpochStats()
-    timed = _TimedIterator(lockstep(batches))
-    for _ in zip(range(skip), timed):
+    fed = _TimedIterator(batches)  # time in the input pipeline
+    synced = _TimedIterator(lockstep(fed))  # that plus time in lockstep's collective
+    for _ in zip(range(skip), synced):
         pass
     stats.skipped = skip
     t_start = t_last = time.perf_counter()
-    for out in _steps(model, optimizer, timed, device):
+    for out in _steps(model, optimizer, synced, device):
         now = time.perf_counter()
-        wait, timed.waited = timed.waited, 0.0
+        wait, sync = fed.waited, synced.waited - fed.waited
+        fed.waited = synced.waited = 0.0
         if stats.steps == 0:
-            stats.first_batch_s, wait = now - t_start, 0.0
+            stats.first_batch_s, wait, sync = now - t_start, 0.0, 0.0
             stats.step_s.append(0.0)  # the first step's compute is inside the first-batch time
         else:
-            stats.step_s.append(now - t_last - wait)
+            stats.step_s.append(now - t_last - wait - sync)
         stats.wait_s.append(wait)
+        stats.sync_s.append(sync)
         t_last = now
         losses = out.task_losses.cpu()
         stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
@@ -250,7 +258,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 m = stats.metrics(world_size)
                 losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
                 _log(rank, f"epoch {epoch + 1}/{config.train.epochs} step {stats.steps}/~{steps_hint} | "
-                           f"{m['train_samples_per_s']:,.0f} samples/s | input wait {m['input_wait_fraction']:.0%} | "
+                           f"{m['train_samples_per_s']:,.0f} samples/s | input wait {m['input_wait_fraction']:.0%} "
+                           f"sync wait {m['sync_wait_fraction']:.0%} | "
                            f"loss {losses}")
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 

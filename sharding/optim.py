@@ -23,6 +23,7 @@ class OptimConfig:
     sparse_eps: float = 1e-8
     dense_lr: float = 1e-3
     dense_weight_decay: float = 0.0
+    dense_fused: bool = True  # Adam's fused kernel (one pass over each parameter instead of ~10)
 
 
 def fuse_sparse_optimizer(sparse_arch: nn.Module, config: OptimConfig) -> None:
@@ -32,10 +33,16 @@ def fuse_sparse_optimizer(sparse_arch: nn.Module, config: OptimConfig) -> None:
 
 
 def dense_optimizer(model: nn.Module, config: OptimConfig) -> KeyedOptimizerWrapper:
-    """Adam over the parameters that have no in-backward optimizer."""
+    """Adam over the parameters that have no in-backward optimizer.
+
+    The fused kernel (CPU and CUDA) updates each parameter in one pass; the default for-loop
+    Adam launches about ten element-wise ops per parameter, which at recommendation-model sizes
+    costs more than the update itself (see BENCHMARKS.md).
+    """
     params = dict(in_backward_optimizer_filter(model.named_parameters()))
     return KeyedOptimizerWrapper(
-        params, lambda ps: torch.optim.Adam(ps, lr=config.dense_lr, weight_decay=config.dense_weight_decay)
+        params, lambda ps: torch.optim.Adam(ps, lr=config.dense_lr, weight_decay=config.dense_weight_decay,
+                                            fused=config.dense_fused)
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import time
+from dataclasses import dataclass
 
 import torch
 
@@ -38,3 +41,34 @@ def _timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Machine-wide busy and total CPU seconds (/proc/stat) and this process's CPU seconds."""
+
+    wall_s: float
+    machine_busy_s: float
+    machine_total_s: float
+    process_s: float
+
+    @classmethod
+    def take(cls) -> "CpuSnapshot":
+        with open("/proc/stat") as stat:
+            fields = [float(x) for x in stat.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+        idle = fields[3] + fields[4]  # idle + iowait
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return cls(time.perf_counter(), (sum(fields[:8]) - idle) / ticks, sum(fields[:8]) / ticks,
+                   usage.ru_utime + usage.ru_stime)
+
+
+def cores_busy(start: CpuSnapshot, end: CpuSnapshot) -> dict[str, float]:
+    """Average cores in use between two snapshots: on the whole machine and in this process
+    (all its threads: the train step and Ray Data's prefetch/collate threads)."""
+    wall = max(end.wall_s - start.wall_s, 1e-9)
+    total = max(end.machine_total_s - start.machine_total_s, 1e-9)
+    cores = os.cpu_count() or 1
+    return {"machine_cores_busy": cores * (end.machine_busy_s - start.machine_busy_s) / total,
+            "process_cores_busy": (end.process_s - start.process_s) / wall,
+            "cores": cores}

@@ -46,6 +46,7 @@ def test_good_file_passes(tmp_path, good):
         ("d0", np.r_[np.zeros(49, np.float32), np.nan].astype(np.float32), r"'d0' has non-finite value nan at row 49"),
         ("d1", np.r_[np.zeros(49, np.float32), np.inf].astype(np.float32), r"'d1' has non-finite value inf"),
         ("task1", np.r_[np.zeros(49), np.nan], r"'task1' has non-finite value nan"),
+        ("task1", np.r_[np.zeros(49), 0.5], r"'task1' has value 0.5 at row 49 outside \{0, 1\}"),
     ],
 )
 def test_bad_values_name_file_column_and_value(tmp_path, good, column, values, message):
