@@ -1,12 +1,14 @@
 """Training speed, side by side with a plain-PyTorch reference: `python -m ray_jobs.benchmark`.
 
-For each table size (rows of the large tables), model and worker count it trains a fixed number
-of steps through the real path (Ray Data -> TorchTrainer -> DMP-sharded TorchRec EBC) and
-reports steady-state samples/s per worker and in total, P50/P90 step time, the input stall
-fraction, time to first batch and peak RSS per worker. In the same run it measures the
-machine's matmul peak and copy bandwidth, and trains the plain-PyTorch reference
-(`benchmarks/reference.py`) on the same Parquet data held in memory, so every ratio compares
-numbers taken minutes apart on the same machine.
+For each table size (rows of the large tables), batch size, model, worker count (and batches per
+Ray Data fetch, to compare) it trains a fixed number of steps through the real path (Ray Data ->
+TorchTrainer -> DMP-sharded TorchRec EBC) and reports steady-state samples/s per worker and in
+total, P50/P90 step time, the input stall fraction (waiting for the input pipeline) apart from
+the sync wait (waiting for the slowest worker), time to first batch, peak RSS per worker, and
+the cores busy on the machine and in each worker process over the steady state. In the same run
+it measures the machine's matmul peak and copy bandwidth, and trains the plain-PyTorch
+reference (`benchmarks/reference.py`) on the same Parquet data held in memory right before and
+right after each run, so that every ratio compares numbers taken seconds apart.
 
 Hardware fractions (stated approximations):
 - dense FLOP/s = 6 x (multiply-adds of every dense weight matrix per sample) x samples/s;
@@ -29,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import ray.train.torch
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -73,7 +76,7 @@ def benchmark_loop_per_worker(loop_config: dict[str, Any]) -> None:
     torch.set_num_threads(THREADS)
     config = from_dict(JobConfig, loop_config["job"])
     spec = DatasetSpec.from_json_dict(loop_config["spec"])
-    device = torch.device("cpu")
+    device = ray.train.torch.get_device() if config.workers.use_gpu else torch.device("cpu")
     model, sharded, _ = build_sharded_model(config, spec, device)
     optimizer = combined_optimizer(sharded, config.train.optim)
     collate = Collator(spec, model.kjt_keys)
@@ -88,6 +91,7 @@ def benchmark_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         config.train.max_steps_per_epoch, on_step)
     mine = stats.metrics(dist.get_world_size(), skip=warmup)
     mine.update(cores_busy(steady_start[0], CpuSnapshot.take()))
+    mine["peak_device_mb"] = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     mine["dense_flops_per_sample"] = dense_flops_per_sample(model.dense_arch)
     everyone: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
@@ -116,6 +120,7 @@ def summarize(per_worker: list[dict], flops_peak: float, bandwidth: float, bytes
         "cores": per_worker[0]["cores"],
         "time_to_first_batch_s": float(np.max([w["time_to_first_batch_s"] for w in per_worker])),
         "peak_rss_mb": [round(w["peak_rss_mb"]) for w in per_worker],
+        "peak_device_mb": [w["peak_device_mb"] and round(w["peak_device_mb"]) for w in per_worker],
         "dense_flops_fraction": per_worker[0]["dense_flops_per_sample"] * mean_rate / flops_peak,
         "embedding_bandwidth_fraction": bytes_per_sample * mean_rate / bandwidth,
     }
@@ -124,13 +129,13 @@ def summarize(per_worker: list[dict], flops_peak: float, bandwidth: float, bytes
 def format_rows(rows: list[dict[str, Any]]) -> str:
     """The benchmark table. `CPU ceiling` is the total samples/s this configuration's CPU cost per
     sample (machine-wide, input pipeline included) would allow with every core busy."""
-    header = ["rows/table", "batch", "model", "workers", "samples/s total", "per worker", "ref samples/s", "ratio/ref",
+    header = ["rows/table", "batch", "per fetch", "model", "workers", "samples/s total", "per worker", "ref samples/s", "ratio/ref",
               "p50 ms", "p90 ms", "stall", "sync", "1st batch s", "RSS MB", "dense %peak", "emb %bw",
               "cores busy", "worker cores", "CPU ceiling"]
     lines = [header]
     for r in rows:
         ceiling = r["samples_per_s_total"] * r["cores"] / max(r["machine_cores_busy"], 1e-9)
-        lines.append([f"{r['table_rows']:.0e}", str(r["batch_size"]), r["arch"], str(r["workers"]), f"{r['samples_per_s_total']:,.0f}",
+        lines.append([f"{r['table_rows']:.0e}", str(r["batch_size"]), str(r["batches_per_fetch"]), r["arch"], str(r["workers"]), f"{r['samples_per_s_total']:,.0f}",
                       f"{r['samples_per_s_per_worker']:,.0f}", f"{r['reference_samples_per_s']:,.0f}",
                       f"{r['samples_per_s_per_worker'] / r['reference_samples_per_s']:.2f}",
                       f"{r['step_ms_p50']:.1f}", f"{r['step_ms_p90']:.1f}", f"{r['input_stall']:.1%}",
@@ -150,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--batch-sizes", default="512,2048", help="per-worker batch sizes (the reference uses each too)")
+    parser.add_argument("--batches-per-fetch", default=str(DataConfig.batches_per_fetch),
+                        help="batches per Ray Data fetch, comma-separated to compare (1: the pre-fetching path)")
+    parser.add_argument("--gpu", action="store_true",
+                        help="one GPU per worker; run it on a GPU node (the driver measures the GPU's peaks and "
+                             "trains the reference there); emb %%bw is then the share of HBM bandwidth")
     parser.add_argument("--data-root", type=Path, default=Path("data/benchmark"))
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     args = parser.parse_args(argv)
@@ -157,12 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     worker_counts = [int(w) for w in args.workers.split(",")]
     table_sizes = [int(float(t)) for t in args.table_rows.split(",")]
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    fetch_sizes = [int(k) for k in args.batches_per_fetch.split(",")]
 
-    flops_peak, bandwidth = matmul_peak_flops(THREADS), memory_bandwidth(THREADS)
-    print(f"[benchmark] {THREADS} thread(s): matmul peak {flops_peak / 1e9:.1f} GFLOP/s, "
+    device = "cuda" if args.gpu else "cpu"
+    flops_peak, bandwidth = matmul_peak_flops(THREADS, device=device), memory_bandwidth(THREADS, device=device)
+    print(f"[benchmark] {device}, {THREADS} thread(s): matmul peak {flops_peak / 1e9:.1f} GFLOP/s, "
           f"copy bandwidth {bandwidth / 1e9:.1f} GB/s", flush=True)
     base = JobConfig(name="benchmark", train=TrainConfig(epochs=1, max_steps_per_epoch=args.steps),
-                     workers=WorkersConfig(num_workers=max(worker_counts)))
+                     workers=WorkersConfig(num_workers=max(worker_counts), use_gpu=args.gpu))
     init_ray(base)
     rows: list[dict[str, Any]] = []
     rows_needed = int(args.steps * max(batch_sizes) * max(worker_counts) / 0.8 * 1.1)
@@ -171,26 +183,34 @@ def main(argv: list[str] | None = None) -> int:
         dataset = prepare_dataset(replace(base, data=DataConfig(path=str(root), generate=None)))
         train_table = pq.read_table(list(dataset.splits["train"].files), columns=list(dataset.spec.required_columns()))
         for batch_size, arch in itertools.product(batch_sizes, archs):
-            data = DataConfig(path=str(root), generate=None, batch_size=batch_size)
             keys = SeesawModel(dataset.spec, arch, device="meta").kjt_keys
             bytes_per_sample = embedding_bytes_per_sample(train_table, dataset.spec, keys)
-            torch.set_num_threads(THREADS)
-            reference = run_reference(train_table, dataset.spec, arch, None, keys, batch_size, args.steps, args.warmup)
-            for workers in worker_counts:
+
+            def reference() -> dict[str, float]:
+                torch.set_num_threads(THREADS)
+                return run_reference(train_table, dataset.spec, arch, None, keys, batch_size, args.steps, args.warmup,
+                                     device=device)
+
+            for workers, per_fetch in itertools.product(worker_counts, fetch_sizes):
+                data = DataConfig(path=str(root), generate=None, batch_size=batch_size, batches_per_fetch=per_fetch)
                 config = replace(base, data=data, model=ModelConfig(arch=arch),
                                  workers=replace(base.workers, num_workers=workers))
                 trainer = make_trainer(config, dataset, benchmark_loop_per_worker,
                                        f"bench-{arch}-{table_rows}-{batch_size}-{workers}w-{time.strftime('%H%M%S')}",
                                        extra={"warmup": args.warmup}, splits=("train",))
+                before = reference()  # the reference brackets each run: the machine's speed drifts by minutes
                 per_worker = read_result(trainer.fit())
-                row = {"table_rows": table_rows, "batch_size": batch_size, "arch": arch, "workers": workers,
-                       "reference_samples_per_s": reference["samples_per_s"], "reference": reference,
+                after = reference()
+                row = {"table_rows": table_rows, "batch_size": batch_size, "batches_per_fetch": per_fetch,
+                       "arch": arch, "workers": workers,
+                       "reference_samples_per_s": (before["samples_per_s"] + after["samples_per_s"]) / 2,
+                       "reference": [before, after],
                        **summarize(per_worker, flops_peak, bandwidth, bytes_per_sample)}
                 rows.append(row)
                 print(format_rows([row]).splitlines()[-1], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"benchmark-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"threads": THREADS, "matmul_peak_flops": flops_peak, "copy_bandwidth": bandwidth,
+    out.write_text(json.dumps({"device": device, "threads": THREADS, "matmul_peak_flops": flops_peak, "copy_bandwidth": bandwidth,
                                "steps": args.steps, "warmup": args.warmup,
                                "rows": rows}, indent=2))
     print(format_rows(rows))

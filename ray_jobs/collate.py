@@ -95,3 +95,22 @@ class Collator(ArrowBatchCollateFn):
             weight=torch.zeros(1),
             sample_id=torch.full((1,), -1, dtype=torch.int64),
         )
+
+
+class FetchCollator(ArrowBatchCollateFn):
+    """Cuts one Ray Data fetch of several batches' rows into `batch_size`-row Batches.
+
+    Ray Data's iterator spends about 3 ms of Python in the train worker per batch it hands out,
+    whatever the batch's size (measured in BENCHMARKS.md), and that Python holds the GIL
+    against the train step. Fetching k batches' rows at once pays it once per k steps. The
+    batches are the same rows in the same order as k fetches of one batch would give: every
+    batch has `batch_size` rows but the stream's last.
+    """
+
+    def __init__(self, collate: Collator, batch_size: int) -> None:
+        self.collate = collate
+        self.batch_size = batch_size
+
+    def __call__(self, table: pa.Table | pa.RecordBatch) -> list[Batch]:
+        return [self.collate(table.slice(start, self.batch_size)) for start in range(0, table.num_rows, self.batch_size)]
+

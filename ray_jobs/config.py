@@ -21,14 +21,17 @@ class DataConfig:
     Attributes:
         path: data set directory (spec.json + train/ valid/ test/ Parquet folders).
         generate: synthetic preset to build at `path` when it holds no data set (None: never).
-        batch_size: per-worker batch size.
-        prefetch_batches: batches Ray Data prepares ahead of the train loop.
+        batch_size: per-worker batch size (rows per train step).
+        batches_per_fetch: batches each Ray Data fetch holds; its ~3 ms per-fetch cost in the
+            worker is then paid once per that many steps (BENCHMARKS.md).
+        prefetch_batches: fetches Ray Data prepares ahead of the train loop.
     """
 
     path: str = "data/synthetic/default"
     generate: str | None = "default"
     batch_size: int = 512
-    prefetch_batches: int = 4
+    batches_per_fetch: int = 8
+    prefetch_batches: int = 2
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from modules.batch import Batch
 from modules.model import SeesawModel, StepOutput, embedding_tables
 from modules.spec import DatasetSpec
 from modules.strict import from_dict, to_dict
-from ray_jobs.collate import Collator
+from ray_jobs.collate import Collator, FetchCollator
 from ray_jobs.config import JobConfig
 from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions, gather, predict
 from ray_jobs.fault_injection import SelfKill
@@ -54,10 +54,15 @@ def _log(rank: int, message: str) -> None:
 
 
 def shard_batches(split: str, config: JobConfig, collate: Collator) -> Iterator[Batch]:
-    """This worker's shard of `split` as collated Batches (collate runs in Ray Data's prefetch threads)."""
+    """This worker's shard of `split` as collated Batches of `batch_size` rows, fetched from Ray
+    Data `batches_per_fetch` at a time (collate runs in Ray Data's prefetch threads)."""
     shard = ray.train.get_dataset_shard(split)
-    return shard.iter_torch_batches(batch_size=config.data.batch_size, collate_fn=collate,
-                                    prefetch_batches=config.data.prefetch_batches)
+    rows = config.data.batch_size
+    fetches = shard.iter_torch_batches(batch_size=rows * config.data.batches_per_fetch,
+                                       collate_fn=FetchCollator(collate, rows),
+                                       prefetch_batches=config.data.prefetch_batches)
+    for batches in fetches:
+        yield from batches
 
 
 @dataclass

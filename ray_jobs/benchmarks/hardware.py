@@ -10,37 +10,48 @@ from dataclasses import dataclass
 import torch
 
 
-def matmul_peak_flops(threads: int, n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large float32 matmul at `threads` threads (best of `repeats`)."""
+def matmul_peak_flops(threads: int, n: int = 2048, repeats: int = 5, device: str = "cpu") -> float:
+    """FLOP/s of a large float32 matmul at `threads` threads (best of `repeats`); on CUDA, of
+    an 8192-square one (TF32 off, as the benchmark's dense part runs)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    n = 8192 if device == "cuda" else n
     try:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
         torch.matmul(a, b)
-        best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+        best = min(_timed(lambda: torch.matmul(a, b), device) for _ in range(repeats))
     finally:
         torch.set_num_threads(previous)
     return 2 * n**3 / best
 
 
-def memory_bandwidth(threads: int, megabytes: int = 512, repeats: int = 5) -> float:
-    """Bytes/s of a large tensor copy (read + write counted) at `threads` threads."""
+def memory_bandwidth(threads: int, megabytes: int = 512, repeats: int = 5, device: str = "cpu") -> float:
+    """Bytes/s of a large tensor copy (read + write counted) at `threads` threads; on CUDA,
+    the HBM bandwidth."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        src = torch.empty(megabytes * 2**20 // 4).uniform_()
+        src = torch.empty(megabytes * 2**20 // 4, device=device).uniform_()
         dst = torch.empty_like(src)
         dst.copy_(src)
-        best = min(_timed(lambda: dst.copy_(src)) for _ in range(repeats))
+        best = min(_timed(lambda: dst.copy_(src), device) for _ in range(repeats))
     finally:
         torch.set_num_threads(previous)
     return 2 * src.numel() * 4 / best
 
 
-def _timed(fn) -> float:
+def _timed(fn, device: str = "cpu") -> float:
+    synchronize(device)
     start = time.perf_counter()
     fn()
+    synchronize(device)
     return time.perf_counter() - start
+
+
+def synchronize(device: str | torch.device) -> None:
+    """Waits for queued kernels, so that wall-clock timings on CUDA time the work itself."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
 
 
 @dataclass(frozen=True)

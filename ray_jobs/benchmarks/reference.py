@@ -18,6 +18,7 @@ from torch import nn
 from modules.dense.registry import arch_class, parse_arch_config
 from modules.model import multitask_loss
 from modules.spec import DatasetSpec
+from ray_jobs.benchmarks.hardware import synchronize
 
 
 class ReferenceModel(nn.Module):
@@ -61,10 +62,10 @@ def _inputs(table: pa.Table, spec: DatasetSpec, keys: tuple[tuple[str, str], ...
 
 def run_reference(table: pa.Table, spec: DatasetSpec, arch: str, params: dict | None,
                   kjt_keys: tuple[tuple[str, str], ...], batch_size: int, steps: int, warmup: int,
-                  sparse_lr: float = 0.05, dense_lr: float = 1e-3) -> dict[str, float]:
+                  sparse_lr: float = 0.05, dense_lr: float = 1e-3, device: str = "cpu") -> dict[str, float]:
     """Trains `steps` steps; returns steady-state samples/s and step-time percentiles."""
     torch.manual_seed(0)
-    model = ReferenceModel(spec, arch, params, kjt_keys)
+    model = ReferenceModel(spec, arch, params, kjt_keys).to(device)
     sparse_opt = torch.optim.Adagrad(model.bags.parameters(), lr=sparse_lr)
     dense_opt = torch.optim.Adam(model.dense_arch.parameters(), lr=dense_lr)
     times = []
@@ -72,13 +73,16 @@ def run_reference(table: pa.Table, spec: DatasetSpec, arch: str, params: dict | 
         start = (step * batch_size) % max(table.num_rows - batch_size, 1)
         t0 = time.perf_counter()
         sparse, dense, labels, domain = _inputs(table.slice(start, batch_size), spec, kjt_keys)
+        sparse = [(values.to(device), offsets.to(device)) for values, offsets in sparse]
+        dense, labels, domain = dense.to(device), labels.to(device), domain.to(device)
         out = model(sparse, dense, domain)
-        loss, _ = multitask_loss(out, labels, torch.ones(labels.shape[0]))
+        loss, _ = multitask_loss(out, labels, torch.ones(labels.shape[0], device=device))
         sparse_opt.zero_grad()
         dense_opt.zero_grad()
         loss.backward()
         sparse_opt.step()
         dense_opt.step()
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     steady = np.asarray(times[warmup:])
     return {"samples_per_s": batch_size * len(steady) / steady.sum(),

@@ -56,13 +56,15 @@ class StepVariant:
     name: str
     fused_adam: bool = True  # OptimConfig.dense_fused
     unreplicated_dense: bool = True  # no DDP wrapper in a group of one (sharding.parallel)
+    lockstep_collective: bool = False  # the per-step all-reduce lockstep ran before it skipped groups of one
 
 
 VARIANTS = (
-    StepVariant("before (for-loop Adam, DDP)", fused_adam=False, unreplicated_dense=False),
-    StepVariant("+ fused Adam", unreplicated_dense=False),
-    StepVariant("+ no DDP alone", fused_adam=False),
-    StepVariant("now (both)"),
+    StepVariant("before", fused_adam=False, unreplicated_dense=False, lockstep_collective=True),
+    StepVariant("+ fused Adam only", unreplicated_dense=False, lockstep_collective=True),
+    StepVariant("+ no DDP only", fused_adam=False, lockstep_collective=True),
+    StepVariant("+ no lockstep collective only", fused_adam=False, unreplicated_dense=False),
+    StepVariant("now (all three)"),
 )
 
 
@@ -83,13 +85,22 @@ def build_step(spec: DatasetSpec, arch: str, batch_size: int, variant: StepVaria
     return model, sharded, combined_optimizer(sharded, optim)
 
 
-def _phase_times(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch]) -> dict[str, float]:
+def _old_lockstep() -> None:
+    """What lockstep did per batch in every group before it skipped groups of one."""
+    flag = torch.tensor([1], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    flag.item()
+
+
+def _phase_times(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch],
+                 lockstep_collective: bool = False) -> dict[str, float]:
     """Median ms per phase of the step over `batches` (the first quarter is warm-up)."""
     times: dict[str, list[float]] = {"lockstep": [], "forward": [], "backward": [], "optimizer": []}
     for batch in batches:
         t0 = time.perf_counter()
         for _ in lockstep([batch]):
-            pass
+            if lockstep_collective:
+                _old_lockstep()
         t1 = time.perf_counter()
         loss, _ = sharded(batch)
         t2 = time.perf_counter()
@@ -104,9 +115,10 @@ def _phase_times(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, bat
     return {name: float(np.median(v[warm:]) * 1e3) for name, v in times.items()}
 
 
-def _step_ms(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch]) -> float:
+def _step_ms(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: list[Batch],
+             variant: StepVariant) -> float:
     """Median ms of a whole train step over `batches` (the first quarter is warm-up)."""
-    return sum(_phase_times(sharded, optimizer, batches).values())
+    return sum(_phase_times(sharded, optimizer, batches, variant.lockstep_collective).values())
 
 
 def dense_floor_ms(model: SeesawModel, batches: list[Batch], optim: OptimConfig = OptimConfig()) -> float:
@@ -145,14 +157,14 @@ def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int) -
     spec = DatasetSpec.load(root)
     table = pq.read_table(split_files(root, "train"), columns=list(spec.required_columns()))
     slices = [table.slice(i * batch_size, batch_size) for i in range(steps)]
-    built = {v.name: build_step(spec, arch, batch_size, v) for v in VARIANTS}
-    model, sharded, optimizer = built[VARIANTS[-1].name]
+    built = {v.name: (v, *build_step(spec, arch, batch_size, v)) for v in VARIANTS}
+    _, model, sharded, optimizer = built[VARIANTS[-1].name]
     collate = Collator(spec, model.kjt_keys)
     batches = [collate(piece) for piece in slices]
     variant_ms: dict[str, list[float]] = {name: [] for name in built}
     for _ in range(rounds):  # interleaved, so drift in machine load hits every variant alike
-        for name, (_, step_model, step_optimizer) in built.items():
-            variant_ms[name].append(_step_ms(step_model, step_optimizer, batches))
+        for name, (variant, _, step_model, step_optimizer) in built.items():
+            variant_ms[name].append(_step_ms(step_model, step_optimizer, batches, variant))
     reference = run_reference(table, spec, arch, None, model.kjt_keys, batch_size, steps, steps // 4)
     floor = dense_floor_ms(model, batches)
     flops_per_step = dense_flops_per_sample(model.dense_arch) * batch_size
@@ -162,6 +174,8 @@ def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int) -
         "collate_ms": _collate_ms(collate, slices),
         "phases_ms": _phase_times(sharded, optimizer, batches),
         "variants_ms": {name: float(np.median(v)) for name, v in variant_ms.items()},
+        "speedup_over_before": {name: float(np.median(np.asarray(variant_ms[VARIANTS[0].name]) / np.asarray(v)))
+                                for name, v in variant_ms.items()},
         "variants_ms_per_round": variant_ms,
         "reference_step_ms": reference["step_ms_p50"],
         "dense_floor_ms": floor,
@@ -177,9 +191,8 @@ def format_breakdown(r: dict[str, Any]) -> str:
     lines = [f"{r['arch']} on {r['data']}, batch {r['batch_size']}, {r['threads']} thread(s)",
              f"  step now: {total:.2f} ms = " + " + ".join(f"{k} {v:.2f}" for k, v in phases.items())
              + f"  (collate, in Ray Data's threads: {r['collate_ms']:.2f} ms)"]
-    before = next(iter(r["variants_ms"].values()))
     for name, ms in r["variants_ms"].items():
-        lines.append(f"  {name:30s} {ms:7.2f} ms  ({before / ms:.2f}x of before)")
+        lines.append(f"  {name:30s} {ms:7.2f} ms  (x{r['speedup_over_before'][name]:.2f} over before, paired per round)")
     lines.append(f"  reference step {r['reference_step_ms']:.2f} ms (input conversion included) | dense floor "
                  f"{r['dense_floor_ms']:.2f} ms | its matmuls at peak {r['matmul_floor_ms']:.2f} ms")
     lines.append(f"  => no embedding path beats the reference by more than {r['max_speedup_over_reference']:.2f}x "

@@ -7,7 +7,7 @@ import pyarrow as pa
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
+from ray_jobs.collate import Collator, FetchCollator
 from tests.factories import random_table, tiny_spec
 
 
@@ -63,3 +63,20 @@ def test_padding_batch_has_zero_weight_and_all_keys():
     assert pad.size == 1 and pad.weight.item() == 0
     assert pad.sparse.keys() == [k for k, _ in model.kjt_keys]
     model.predict(pad)  # runs
+
+
+def test_a_fetch_of_several_batches_splits_into_the_same_batches_as_one_at_a_time():
+    """Rows 0-9, 10-19, 20-22 of a 23-row fetch: the batches one-batch fetches would give."""
+    spec = tiny_spec()
+    collate = Collator(spec, SeesawModel(spec, "sharedbottom").kjt_keys)
+    table = random_table(spec, 23, seed=6)
+    batches = FetchCollator(collate, 10)(table)
+    assert [b.labels.shape[0] for b in batches] == [10, 10, 3]
+    for start, batch in zip((0, 10, 20), batches):
+        single = collate(table.slice(start, 10))
+        assert torch.equal(batch.sparse.values(), single.sparse.values())
+        assert torch.equal(batch.sparse.lengths(), single.sparse.lengths())
+        for name in ("dense", "labels", "domain", "group"):
+            assert torch.equal(getattr(batch, name), getattr(single, name)), name
+    assert batches[2].group.tolist() == _rows(table, "user_id")[20:]
+
