@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Callable
 
 from modules.strict import ConfigError
-from ray_jobs.collate import DataError
+from ray_jobs.data import DataError
 from ray_jobs.config import JobConfig
 from sharding.checkpoint import CheckpointError
 

@@ -19,10 +19,6 @@ from modules.batch import Batch
 from modules.spec import DatasetSpec
 
 
-class DataError(ValueError):
-    """Input data violates the data set's spec (names file, column and value where known)."""
-
-
 def _column(table: pa.Table, name: str) -> pa.Array:
     col = table.column(name)
     return col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
@@ -113,4 +109,3 @@ class FetchCollator(ArrowBatchCollateFn):
 
     def __call__(self, table: pa.Table | pa.RecordBatch) -> list[Batch]:
         return [self.collate(table.slice(start, self.batch_size)) for start in range(0, table.num_rows, self.batch_size)]
-

@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 
 from modules.collision import RAW_ID_MAX
 from modules.spec import DatasetSpec
-from ray_jobs.collate import DataError
 
 SPLITS = ("train", "valid", "test")
 
@@ -27,6 +26,10 @@ class SplitInfo:
     name: str
     files: tuple[str, ...]
     rows: int
+
+
+class DataError(ValueError):
+    """Input data violates the data set's spec (names file, column and value where known)."""
 
 
 def split_files(root: str | Path, split: str) -> list[str]:

@@ -39,9 +39,9 @@ from modules.collision import bounded_spec, check_features, for_keys
 from modules.model import embedding_tables
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError, from_dict
-from ray_jobs.collate import Collator, DataError
+from ray_jobs.collate import Collator
 from ray_jobs.config import JobConfig, dump_config
-from ray_jobs.data import validate_split
+from ray_jobs.data import DataError, validate_split
 from ray_jobs.evaluation import gather, predict
 from ray_jobs.metrics import summary
 from ray_jobs.runtime import Dataset

@@ -11,7 +11,7 @@ import pytest
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.collate import DataError
+from ray_jobs.data import DataError
 from ray_jobs.config import load_config
 from ray_jobs.data import validate_file, validate_split
 from tests.factories import random_table, tiny_spec

@@ -4,7 +4,7 @@ import pytest
 
 from modules.strict import ConfigError
 from ray_jobs.cli import exit_code, override
-from ray_jobs.collate import DataError
+from ray_jobs.data import DataError
 from ray_jobs.config import JobConfig
 from sharding.checkpoint import CheckpointError
 
