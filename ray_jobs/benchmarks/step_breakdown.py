@@ -121,18 +121,21 @@ def _step_ms(sharded: torch.nn.Module, optimizer: torch.optim.Optimizer, batches
     return sum(_phase_times(sharded, optimizer, batches, variant.lockstep_collective).values())
 
 
-def dense_floor_ms(model: SeesawModel, batches: list[Batch], optim: OptimConfig = OptimConfig()) -> float:
+def dense_floor_ms(model: SeesawModel, batches: list[Batch], optim: OptimConfig = OptimConfig(),
+                   compiled: bool = False) -> float:
     """Median ms of the dense architecture's forward, backward and fused Adam step alone, on
-    pooled embeddings computed once (they still take gradients, as in a real step)."""
+    pooled embeddings computed once (they still take gradients, as in a real step);
+    `compiled`: the architecture under torch.compile (compilation happens in the warm-up)."""
     torch.manual_seed(0)
     dense_arch = type(model.dense_arch)(model.spec, model.dense_arch.config)
     optimizer = torch.optim.Adam(dense_arch.parameters(), lr=optim.dense_lr, fused=True)
+    forward = torch.compile(dense_arch) if compiled else dense_arch
     pooled = [{k: torch.randn(b.labels.shape[0], model.spec.feature(src).embedding_dim)
                for k, src in model.kjt_keys} for b in batches]
     times = []
     for batch, embeddings in zip(batches, pooled):
         t0 = time.perf_counter()
-        out = dense_arch({k: v.requires_grad_() for k, v in embeddings.items()}, batch.dense, batch.domain)
+        out = forward({k: v.requires_grad_() for k, v in embeddings.items()}, batch.dense, batch.domain)
         loss, _ = multitask_loss(out, batch.labels, batch.weight)
         optimizer.zero_grad()
         loss.backward()
@@ -150,7 +153,8 @@ def _collate_ms(collate: Callable[[pa.Table], Batch], slices: list[pa.Table]) ->
     return float(np.median(times) * 1e3)
 
 
-def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int) -> dict[str, Any]:
+def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int,
+              compile_dense: bool = False) -> dict[str, Any]:
     """Every measurement of the module doc for one data set and architecture."""
     _single_process_group()
     torch.set_num_threads(THREADS)
@@ -167,6 +171,7 @@ def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int) -
             variant_ms[name].append(_step_ms(step_model, step_optimizer, batches, variant))
     reference = run_reference(table, spec, arch, None, model.kjt_keys, batch_size, steps, steps // 4)
     floor = dense_floor_ms(model, batches)
+    compiled_floor = dense_floor_ms(model, batches, compiled=True) if compile_dense else None
     flops_per_step = dense_flops_per_sample(model.dense_arch) * batch_size
     peak = matmul_peak_flops(THREADS)
     return {
@@ -179,6 +184,7 @@ def breakdown(root: Path, arch: str, batch_size: int, steps: int, rounds: int) -
         "variants_ms_per_round": variant_ms,
         "reference_step_ms": reference["step_ms_p50"],
         "dense_floor_ms": floor,
+        "dense_floor_compiled_ms": compiled_floor,
         "matmul_floor_ms": flops_per_step / peak * 1e3,
         "matmul_peak_flops": peak,
         "max_speedup_over_reference": reference["step_ms_p50"] / floor,
@@ -195,6 +201,8 @@ def format_breakdown(r: dict[str, Any]) -> str:
         lines.append(f"  {name:30s} {ms:7.2f} ms  (x{r['speedup_over_before'][name]:.2f} over before, paired per round)")
     lines.append(f"  reference step {r['reference_step_ms']:.2f} ms (input conversion included) | dense floor "
                  f"{r['dense_floor_ms']:.2f} ms | its matmuls at peak {r['matmul_floor_ms']:.2f} ms")
+    if r["dense_floor_compiled_ms"] is not None:
+        lines.append(f"  dense floor under torch.compile {r['dense_floor_compiled_ms']:.2f} ms")
     lines.append(f"  => no embedding path beats the reference by more than {r['max_speedup_over_reference']:.2f}x "
                  f"at this dense architecture and thread count")
     return "\n".join(lines)
@@ -207,12 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=80)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compile-dense", action="store_true", help="also time the dense floor under torch.compile")
     parser.add_argument("--out", type=Path, default=Path("reports/benchmark"))
     args = parser.parse_args(argv)
     results = []
     for root in args.data or [Path("data/benchmark/items_100000")]:
         for arch in args.arch.split(","):
-            results.append(breakdown(root, arch, args.batch_size, args.steps, args.rounds))
+            results.append(breakdown(root, arch, args.batch_size, args.steps, args.rounds, args.compile_dense))
             print(format_breakdown(results[-1]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"step-breakdown-{time.strftime('%Y%m%d-%H%M%S')}.json"
