@@ -38,7 +38,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)}")
+        reasons = "; ".join(e.removeprefix(f"{where}: ") for e in errors)
+        raise ConfigError(f"{where}: {value!r} matches none of {_type_name(tp)} ({reasons})")
     if origin is typing.Literal:
         if value not in get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not one of {list(get_args(tp))}")

@@ -1,250 +1,34 @@
 """Hyper-parameter search: `python -m ray_jobs.tune --space tune_spaces/<model>.py ...`.
 
-Each Ray Tune trial is a small function that runs one distributed TorchTrainer (the same
-`make_trainer` + `train_loop_per_worker` as `ray_jobs.train`); TuneReportCallback forwards
-the workers' per-epoch reports to Tune, where ASHA stops the weak trials early. The
-experiment lives under `<storage>/<name>`: running the same command again resumes it.
-At the end the trials table (trials.csv, trials.md) and a ready-to-run `best_config.yaml`
-are written into the experiment directory.
+Each Ray Tune trial runs one distributed TorchTrainer (the same loop as `ray_jobs.train`);
+ASHA stops the weak trials early. The experiment lives under `<storage>/<name>`: running the
+same command again resumes it. The trials table and a ready-to-run `best_config.yaml` are
+written into the experiment directory (`ray_jobs.experiments.search`).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import itertools
-import math
 import sys
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Mapping
 
-import pandas as pd
-import ray
-from ray import tune
-from ray.tune.integration.ray_train import TuneReportCallback
-from ray.tune.schedulers import ASHAScheduler
-from ray.tune.search.variant_generator import generate_variants
-
-from modules.dense.registry import parse_arch_config
-from modules.strict import ConfigError, from_dict, to_dict
-from ray_jobs.cli import exit_code, override
-from ray_jobs.config import JobConfig, ModelConfig, WorkersConfig, dump_config, load_config
-from ray_jobs.runtime import Dataset, init_ray, make_trainer, prepare_dataset
-from ray_jobs.train_loop import train_loop_per_worker
-
-# A trial's own process only waits on trainer.fit(); Tune rejects {"CPU": 0}.
-TRIAL_CPUS = 0.01
-# CPU left per trial for its Ray Data read tasks, so concurrent trials never starve each other's input.
-DATA_CPUS_PER_TRIAL = 1.0
-# The inner TorchTrainer's run name inside its trial directory: fixed, so a restored trial resumes it.
-INNER_RUN = "train"
-TIME_ATTR = "epoch"
-FINISHED = ("done", "stopped early", "error")  # trial statuses in the table that a resume leaves alone
-TRIALS_CSV, TRIALS_MD, BEST_CONFIG = "trials.csv", "trials.md", "best_config.yaml"
-PARAMS = ("model", "params")  # the one free-form mapping; its keys are checked by the arch's Config
+from ray_jobs.core.cli import add_job_flags, exit_code, job_from_args
+from ray_jobs.experiments.search import SearchOptions, search
 
 
-@dataclass(frozen=True)
-class SearchOptions:
-    """How to search; the model, data and training come from the base JobConfig.
-
-    Attributes:
-        num_samples: trials to sample (each grid point is sampled this many times).
-        metric: validation metric reported per epoch, maximised.
-        name: experiment name (None: tune-<model>); an existing experiment of that name resumes.
-        storage: directory holding the experiment directory (None: the base config's runs_dir).
-        max_concurrent: trials at once; None derives it from the cluster's resources.
-        reduction_factor: ASHA keeps 1/reduction_factor of the trials at each rung.
-    """
-
-    name: str | None = None
-    storage: str | None = None
-    num_samples: int = 8
-    metric: str = "val_mean_gauc"
-    max_concurrent: int | None = None
-    reduction_factor: int = 2
-
-
-def load_space(path: str | Path) -> tuple[str, dict[str, Any]]:
-    """(ARCH, space()) of a search-space module given by file path (tune_spaces/<model>.py)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: search space file not found")
-    module_spec = importlib.util.spec_from_file_location(f"_seesaw_space_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not isinstance(getattr(module, "ARCH", None), str) or not callable(getattr(module, "space", None)):
-        raise ConfigError(f"{path}: a search space module defines ARCH = '<model>' and space() -> dict")
-    return module.ARCH, module.space()
-
-
-def apply_overrides(base: JobConfig, overrides: Mapping[str, Any]) -> JobConfig:
-    """`base` with each dotted path (e.g. "train.optim.dense_lr") set to its value.
-
-    Strict like a YAML config: a path that names no JobConfig field, a param the model's
-    Config lacks, or a value of the wrong type or range raises ConfigError.
-    """
-    tree = to_dict(base)
-    for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        node = tree
-        for depth, key in enumerate(parents):
-            node = node.get(key)
-            if not isinstance(node, dict):
-                raise ConfigError(f"search space: {path!r}: {'.'.join(parents[:depth + 1])} is not a config section")
-        if leaf not in node and tuple(parents) != PARAMS:
-            raise ConfigError(f"search space: {path!r}: unknown key {leaf!r}; valid keys are {sorted(node)}")
-        node[leaf] = value
-    config = from_dict(JobConfig, tree, where="search space")
-    parse_arch_config(config.model.arch, config.model.params)
-    return config
-
-
-def check_space(base: JobConfig, space: Mapping[str, Any], samples: int = 16) -> None:
-    """Builds a few sampled configs before any trial starts, so a bad space fails at once."""
-    for _, variant in itertools.islice(generate_variants({"config": dict(space)}), samples):
-        apply_overrides(base, variant["config"])
-
-
-def max_concurrent_trials(workers: WorkersConfig, resources: Mapping[str, float]) -> int:
-    """Trials that fit the cluster at once (at least 1), so none waits for resources forever.
-
-    A trial takes its workers' CPUs (and GPUs), plus CPU for its Ray Data reads.
-    """
-    per_trial = workers.num_workers * workers.cpus_per_worker + DATA_CPUS_PER_TRIAL + TRIAL_CPUS
-    fit = math.floor(resources.get("CPU", 0.0) / per_trial)
-    if workers.use_gpu:
-        fit = min(fit, math.floor(resources.get("GPU", 0.0) / workers.num_workers))
-    return max(1, fit)
-
-
-def trial_dirname(trial_id: str) -> str:
-    """A trial's directory under the experiment (short: the default spells out every sampled value)."""
-    return f"trial_{trial_id}"
-
-
-def _trial_dirname_creator(trial: Any) -> str:
-    return trial_dirname(trial.trial_id)
-
-
-def run_trial(overrides: dict[str, Any], base: JobConfig, dataset: Dataset, experiment_dir: str) -> None:
-    """One trial: a distributed TorchTrainer run whose epoch reports reach Tune.
-
-    The inner run is stored in the trial's directory on the experiment storage (not in the
-    session-local `get_trial_dir()`), under a fixed name: trials never collide, and a restored
-    trial's TorchTrainer finds its run again and resumes from the last checkpoint.
-    """
-    trial_dir = Path(experiment_dir) / trial_dirname(tune.get_context().get_trial_id())
-    config = replace(apply_overrides(base, overrides), runs_dir=str(trial_dir))
-    make_trainer(config, dataset, train_loop_per_worker, INNER_RUN, callbacks=[TuneReportCallback()]).fit()
-
-
-def _status(trial: Any, max_epochs: int) -> str:
-    epochs = trial.last_result.get(TIME_ATTR, 0)
-    if trial.status == "TERMINATED":
-        return "done" if epochs >= max_epochs else "stopped early"
-    return trial.status.lower()
-
-
-def trials_table(experiment_dir: Path, keys: list[str], metric: str, max_epochs: int) -> pd.DataFrame:
-    """One row per trial, best first: its sampled values, last `metric`, epochs run and status."""
-    analysis = tune.ExperimentAnalysis(str(experiment_dir))
-    rows = [{"trial_id": t.trial_id, **{k: t.config.get(k) for k in keys},
-             metric: t.last_result.get(metric), "epochs": t.last_result.get(TIME_ATTR, 0),
-             "status": _status(t, max_epochs)} for t in analysis.trials]
-    return pd.DataFrame(rows).sort_values(metric, ascending=False, na_position="last", ignore_index=True)
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured markdown table (floats to 4 decimals)."""
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.4g}" if abs(value) < 1e-3 else f"{value:.4f}"
-        return str(tuple(value)) if isinstance(value, list) else str(value)
-
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
-
-
-def _new_tuner(trainable: Any, space: dict[str, Any], base: JobConfig, name: str, experiment_dir: Path,
-               options: SearchOptions) -> tune.Tuner:
-    concurrent = options.max_concurrent or max_concurrent_trials(base.workers, ray.cluster_resources())
-    print(f"[seesaw] search {name!r}: {options.num_samples} sample(s), "
-          f"{base.workers.num_workers} worker(s) per trial, up to {concurrent} trial(s) at once", flush=True)
-    scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=options.metric, mode="max", max_t=base.train.epochs,
-                              grace_period=1, reduction_factor=options.reduction_factor)
-    return tune.Tuner(
-        trainable, param_space=space,
-        tune_config=tune.TuneConfig(num_samples=options.num_samples, scheduler=scheduler,
-                                    max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname_creator),
-        run_config=tune.RunConfig(name=name, storage_path=str(experiment_dir.parent)),
-    )
-
-
-def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> Path:
-    """Runs (or resumes) the search, writes its results and returns the experiment directory.
-
-    `base.model.arch` is set to the space's ARCH (params reset if it was another model).
-    """
-    arch, space = load_space(space_path)
-    if base.model.arch != arch:
-        base = replace(base, model=ModelConfig(arch=arch))
-    check_space(base, space)
-    dataset = prepare_dataset(base)
-    init_ray(base)
-    name = options.name or f"tune-{arch}"
-    experiment_dir = Path(options.storage or base.runs_dir).resolve() / name
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, base=base, dataset=dataset, experiment_dir=str(experiment_dir)),
-        {"CPU": TRIAL_CPUS})
-    if tune.Tuner.can_restore(experiment_dir):
-        print(f"[seesaw] resuming the search in {experiment_dir}", flush=True)
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable, resume_unfinished=True)
-    else:
-        tuner = _new_tuner(trainable, space, base, name, experiment_dir, options)
-    results = tuner.fit()
-
-    table = trials_table(experiment_dir, list(space), options.metric, base.train.epochs)
-    table.to_csv(experiment_dir / TRIALS_CSV, index=False)
-    (experiment_dir / TRIALS_MD).write_text(to_markdown(table))
-    print(to_markdown(table))
-    # The saved state, not `results`, tells an interrupted search: Tune's cleanup ends its trials.
-    if not table["status"].isin(FINISHED).all():
-        print(f"[seesaw] search interrupted; run the same command again to resume it ({experiment_dir})")
-        return experiment_dir
-    best = results.get_best_result(options.metric, mode="max")
-    best_config = replace(apply_overrides(base, best.config), name=f"{base.name}-{name}-best")
-    (experiment_dir / BEST_CONFIG).write_text(dump_config(best_config))
-    print(f"[seesaw] best {options.metric} {best.metrics[options.metric]:.4f}; "
-          f"train it with: python -m ray_jobs.train --config {experiment_dir / BEST_CONFIG}")
-    return experiment_dir
-
-
-def parse_args(argv: list[str] | None) -> tuple[JobConfig, str, SearchOptions]:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", required=True, help="search space module, e.g. tune_spaces/pepnet.py")
-    parser.add_argument("--config", help="base job YAML (default: the embedded default job)")
-    parser.add_argument("--data", help="override data.path")
-    parser.add_argument("--epochs", type=int, help="override train.epochs (ASHA's max_t)")
+    add_job_flags(parser, workers_flag="--workers-per-trial")
     parser.add_argument("--num-samples", type=int, default=8, help="trials to sample (default 8)")
-    parser.add_argument("--workers-per-trial", type=int, help="override workers.num_workers")
     parser.add_argument("--metric", default="val_mean_gauc", help="validation metric to maximise")
     parser.add_argument("--storage", help="experiment storage directory (default: the config's runs_dir)")
     parser.add_argument("--name", help="experiment name (default: tune-<model>); an existing one resumes")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster fits)")
     parser.add_argument("--reduction-factor", type=int, default=2, help="ASHA reduction factor (default 2)")
     args = parser.parse_args(argv)
-    config = override(load_config(args.config), args.data, args.epochs, args.workers_per_trial)
-    options = SearchOptions(name=args.name, storage=args.storage,
-                            num_samples=args.num_samples, metric=args.metric,
+    options = SearchOptions(name=args.name, storage=args.storage, num_samples=args.num_samples, metric=args.metric,
                             max_concurrent=args.max_concurrent, reduction_factor=args.reduction_factor)
-    return config, args.space, options
-
-
-def main(argv: list[str] | None = None) -> int:
-    return exit_code(lambda: search(*parse_args(argv)))
+    return exit_code(lambda: search(job_from_args(args), args.space, options))
 
 
 if __name__ == "__main__":

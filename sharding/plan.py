@@ -13,12 +13,58 @@ import argparse
 import logging
 import sys
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from modules.spec import SPEC_FILE, DatasetSpec
-from modules.strict import ConfigError
-from ray_jobs.config import load_config
+from modules.strict import ConfigError, from_dict
+from sharding.planner import PlannerConfig
 from sharding.preview import PlanDoesNotFit, format_preview, preview_plan
+
+
+@dataclass(frozen=True)
+class _Model:
+    arch: str = "pepnet"
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Data:
+    path: str = "data/synthetic/default"
+    batch_size: int = 512
+
+
+@dataclass(frozen=True)
+class PlanJob:
+    """The sections of a job YAML the planner reads (model, data.path/batch_size, sharding), with
+    the job config's defaults (`ray_jobs.core.config.JobConfig`; a test keeps them equal).
+    Read here rather than through the job config, so `sharding/` never imports `ray_jobs/`."""
+
+    model: _Model = _Model()
+    data: _Data = _Data()
+    sharding: PlannerConfig = PlannerConfig()
+
+
+def load_plan_job(path: str | Path | None) -> PlanJob:
+    """The planner's sections of the job YAML at `path` (None: the embedded default job)."""
+    if path is None:
+        return PlanJob()
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a job config is a mapping of sections")
+    data = raw.get("data") or {}
+    sections = {"model": raw.get("model") or {}, "sharding": raw.get("sharding") or {},
+                "data": {k: data[k] for k in ("path", "batch_size") if isinstance(data, dict) and k in data}}
+    return from_dict(PlanJob, sections, where=str(path))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("torchrec.distributed.planner").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", category=FutureWarning, module="torchrec")
     try:
-        config = load_config(args.config)
+        config = load_plan_job(args.config)
         spec = load_spec(args.spec, config.data.path)
         preview = preview_plan(
             spec, config.model.arch, config.model.params, args.world_size, args.device,

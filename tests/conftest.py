@@ -25,7 +25,7 @@ def ray_session():
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory):
     """The `tiny` synthetic preset, generated once per session."""
-    from ray_jobs.generate import PRESETS, generate
+    from ray_jobs.data.synthetic import PRESETS, generate
 
     return generate(PRESETS["tiny"], tmp_path_factory.mktemp("data") / "tiny")
 
@@ -35,8 +35,8 @@ def trained_run(ray_session, tiny_data, tmp_path_factory):
     """(config, run dir) of one uninterrupted 2-worker SharedBottom run on the tiny data, with
     mid-epoch checkpoints: the end-to-end tests read it, and the fault-tolerance test compares a
     killed-and-resumed run of the same config with it (one training run fewer per CI)."""
-    from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
-    from ray_jobs.train import run
+    from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
+    from ray_jobs.training.job import train as run
 
     config = JobConfig(
         name="e2e",

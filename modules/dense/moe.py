@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from modules.strict import ConfigError
 from modules.dense.base import ArchOutput, DenseArch, concat, input_width, tower
 from modules.dense.experts import ExpertBank, mix
 from modules.dense.pepnet import PPNetTowers, prior_features
@@ -39,7 +40,7 @@ class MoEConfig(TowerConfig):
 
     def __post_init__(self) -> None:
         if self.num_experts < 1 or not self.expert_hidden:
-            raise ValueError("num_experts must be >= 1 and expert_hidden non-empty")
+            raise ConfigError("num_experts must be >= 1 and expert_hidden non-empty")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class PLEConfig(TowerConfig):
 
     def __post_init__(self) -> None:
         if min(self.num_levels, self.num_shared_experts, self.num_specific_experts) < 1 or not self.expert_hidden:
-            raise ValueError("PLE needs num_levels, num_shared_experts, num_specific_experts >= 1 "
+            raise ConfigError("PLE needs num_levels, num_shared_experts, num_specific_experts >= 1 "
                              "and a non-empty expert_hidden")
 
 

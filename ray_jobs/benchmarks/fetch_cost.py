@@ -22,8 +22,8 @@ import ray.data
 
 from modules.model import SeesawModel
 from modules.spec import DatasetSpec
-from ray_jobs.collate import Collator, FetchCollator
-from ray_jobs.data import split_files
+from ray_jobs.data.collate import Collator, FetchCollator
+from ray_jobs.data.dataset import split_files
 
 
 def _cpu_s() -> float:

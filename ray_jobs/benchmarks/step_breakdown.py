@@ -38,12 +38,13 @@ import torch.distributed as dist
 from modules.batch import Batch
 from modules.model import SeesawModel, embedding_tables, multitask_loss
 from modules.spec import DatasetSpec
-from ray_jobs.benchmark import THREADS, dense_flops_per_sample
+from ray_jobs.benchmarks.end_to_end import THREADS, dense_flops_per_sample
 from ray_jobs.benchmarks.hardware import matmul_peak_flops
 from ray_jobs.benchmarks.reference import run_reference
-from ray_jobs.collate import Collator
-from ray_jobs.data import split_files
-from ray_jobs.lockstep import lockstep
+from ray_jobs.core.log import logger
+from ray_jobs.data.collate import Collator
+from ray_jobs.data.dataset import split_files
+from ray_jobs.training.lockstep import lockstep
 from sharding.optim import OptimConfig, combined_optimizer
 from sharding.parallel import shard_model
 from sharding.planner import make_topology, plan_sharding
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"step-breakdown-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2))
-    print(f"[step_breakdown] written {out}")
+    logger.info("step_breakdown: written %s", out)
     return 0
 
 

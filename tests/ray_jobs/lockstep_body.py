@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
-from ray_jobs.evaluation import predict
-from ray_jobs.lockstep import lockstep
+from ray_jobs.data.collate import Collator
+from ray_jobs.evaluation.predictions import predict
+from ray_jobs.training.lockstep import lockstep
 from tests.factories import random_table, tiny_spec
 
 BATCHES_PER_RANK = (5, 8)  # uneven shards

@@ -10,8 +10,8 @@ from dataclasses import replace
 import ray
 from ray.cluster_utils import Cluster
 
-from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
-from ray_jobs.train import run
+from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
+from ray_jobs.training.job import train as run
 
 
 def main(data: str, runs_dir: str, nodes: int) -> None:

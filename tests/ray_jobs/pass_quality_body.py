@@ -10,10 +10,10 @@ import torch
 
 from modules.collision import BoundedFeature, bounded_spec, for_keys
 from modules.model import embedding_tables
-from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig
-from ray_jobs.drift import PRESETS, DriftConfig, dataset_spec, generate, stream_stats
-from ray_jobs.passes import run_local
-from ray_jobs.train_loop import build_sharded_model
+from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig
+from ray_jobs.data.drift import PRESETS, DriftConfig, dataset_spec, generate, stream_stats
+from ray_jobs.training.passes import run_local
+from ray_jobs.training.worker import build_sharded_model
 from sharding.bounded import BoundedShardedModel
 from sharding.optim import OptimConfig, combined_optimizer
 

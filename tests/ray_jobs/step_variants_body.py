@@ -7,8 +7,8 @@ import torch
 from torch.distributed._shard.sharded_tensor import ShardedTensor
 
 from ray_jobs.benchmarks.step_breakdown import VARIANTS, build_step
-from ray_jobs.collate import Collator
-from ray_jobs.train_loop import train_epoch
+from ray_jobs.data.collate import Collator
+from ray_jobs.training.epoch import train_epoch
 from tests.factories import random_table, tiny_spec
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.data import DataError
-from ray_jobs.config import load_config
-from ray_jobs.data import validate_file, validate_split
+from ray_jobs.core.errors import DataError
+from ray_jobs.core.config import load_config
+from ray_jobs.data.dataset import validate_file, validate_split
 from tests.factories import random_table, tiny_spec
 
 

@@ -5,7 +5,7 @@ import pytest
 from torch import nn
 
 from modules.dense.registry import build_arch
-from ray_jobs.benchmark import dense_flops_per_sample
+from ray_jobs.benchmarks.end_to_end import dense_flops_per_sample
 from ray_jobs.benchmarks.hardware import CpuSnapshot, cores_busy
 from ray_jobs.benchmarks.step_breakdown import VARIANTS
 from tests.distributed import run_distributed

@@ -7,7 +7,7 @@ import pyarrow as pa
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator, FetchCollator
+from ray_jobs.data.collate import Collator, FetchCollator
 from tests.factories import random_table, tiny_spec
 
 

@@ -14,10 +14,14 @@ from sklearn.metrics import roc_auc_score
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs import compare
-from ray_jobs.compare import ModelEntry, parse_args, parse_models, with_params
-from ray_jobs.config import DataConfig, JobConfig, TrainConfig, WorkersConfig
-from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
+from ray_jobs.compare import main as compare_main
+from ray_jobs.experiments import compare
+from ray_jobs.reports.comparison import RESULT_COLUMNS
+from ray_jobs.compare import parse_request as parse_args
+from ray_jobs.experiments.compare import ModelEntry, parse_models, with_params
+from ray_jobs.core.config import DataConfig, JobConfig, TrainConfig, WorkersConfig
+from ray_jobs.core.run_dir import PREDICTIONS_FILE
+from ray_jobs.evaluation.predictions import Predictions
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MODELS = ("sharedbottom", "single_task")  # single_task: the conflict buckets' reference
@@ -58,7 +62,7 @@ def test_params_option_merges_into_the_labelled_entry():
 
 
 def test_cli_rejects_a_typo_with_exit_code_2(capsys):
-    assert compare.main(["--models", "sharedbotom"]) == 2
+    assert compare_main(["--models", "sharedbotom"]) == 2
     assert "unknown model" in capsys.readouterr().err
 
 
@@ -90,7 +94,7 @@ def test_report_files_are_written(compared):
     for name in pngs:
         assert (out / "heatmaps" / name).read_bytes()[:8] == PNG_SIGNATURE, name
     results = pd.read_csv(out / "results.csv")
-    assert tuple(results.columns) == compare.RESULT_COLUMNS
+    assert tuple(results.columns) == RESULT_COLUMNS
     assert len(results) == len(MODELS) * (3 * 4 + 4)  # 3 domains x 4 tasks + 4 per-task "all" rows
     text = (out / "report.md").read_text()
     assert all(f"## {m}: per cell" in text for m in MODELS)

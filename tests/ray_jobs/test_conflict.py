@@ -7,8 +7,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from modules.strict import ConfigError
-from ray_jobs.conflict import buckets, bucket_aucs, by_sample_id, subset_of
-from ray_jobs.evaluation import Predictions
+from ray_jobs.evaluation.conflict import buckets, bucket_aucs, by_sample_id, subset_of
+from ray_jobs.evaluation.predictions import Predictions
 
 TASKS = ("a", "b")
 

@@ -11,10 +11,10 @@ from sklearn.metrics import roc_auc_score
 from modules.collision import BoundedFeature
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.data import DataError
-from ray_jobs.config import JobConfig
-from ray_jobs.drift import PRESETS, generate, stream_stats
-from ray_jobs.passes import day_partitions, load_passes
+from ray_jobs.core.errors import DataError
+from ray_jobs.core.config import JobConfig
+from ray_jobs.data.drift import PRESETS, generate, stream_stats
+from ray_jobs.training.passes import day_partitions, load_passes
 
 BOUNDED = (BoundedFeature("item_id", rows=64), BoundedFeature("author_id", rows=64))
 

@@ -10,8 +10,9 @@ import pyarrow.dataset as pads
 from sklearn.metrics import roc_auc_score
 
 from modules.spec import DatasetSpec
-from ray_jobs.evaluate import evaluate
-from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
+from ray_jobs.training.scoring import score_checkpoint as evaluate
+from ray_jobs.core.run_dir import PREDICTIONS_FILE
+from ray_jobs.evaluation.predictions import Predictions
 
 
 def test_train_learns_and_writes_run_dir(trained_run, tiny_data):

@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from ray_jobs.fault_injection import ENV_VAR
-from ray_jobs.train import run
+from ray_jobs.training.fault_injection import ENV_VAR
+from ray_jobs.training.job import train as run
 
 
 def test_killed_worker_resumes_and_matches_uninterrupted_run(trained_run, capfd, monkeypatch):

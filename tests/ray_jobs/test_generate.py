@@ -13,7 +13,8 @@ from sklearn.metrics import roc_auc_score
 
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs import generate as gen
+from ray_jobs.data import synthetic as gen
+from ray_jobs.generate import main as generate_main
 
 TINY = gen.PRESETS["tiny"]
 
@@ -170,11 +171,12 @@ def test_item_conflict_flips_every_pair_of_a_fraction_of_the_items():
     assert gen.PRESETS["conflict"].conflict_by == "item"
 
 
-def test_cli_overrides_preset(tmp_path):
-    config, out = gen.parse_args(["--out", str(tmp_path), "--preset", "tiny", "--rows", "500", "--conflict-fraction", "0.2"])
-    assert out == tmp_path and config == dataclasses.replace(TINY, rows=500, conflict_fraction=0.2)
-    assert gen.main(["--out", str(tmp_path), "--preset", "tiny", "--rows", "500", "--seed", "3"]) == 0
-    assert gen.is_complete(dataclasses.replace(TINY, rows=500, seed=3), tmp_path)
+def test_cli_overrides_preset(tmp_path, capsys):
+    assert generate_main(["--out", str(tmp_path), "--preset", "tiny", "--rows", "500", "--seed", "3",
+                          "--conflict-fraction", "0.2"]) == 0
+    assert gen.is_complete(dataclasses.replace(TINY, rows=500, seed=3, conflict_fraction=0.2), tmp_path)
+    assert generate_main(["--out", str(tmp_path / "bad"), "--preset", "tiny", "--rows", "-5"]) == 2
+    assert capsys.readouterr().err == "error: GeneratorConfig: sizes and counts must be >= 1\n"
 
 
 @pytest.mark.parametrize("bad", [

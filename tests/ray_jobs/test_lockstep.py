@@ -3,8 +3,8 @@
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
-from ray_jobs.train_loop import train_epoch
+from ray_jobs.data.collate import Collator
+from ray_jobs.training.epoch import train_epoch
 from sharding.optim import OptimConfig, dense_optimizer, fuse_sparse_optimizer
 from tests.distributed import run_distributed
 from tests.factories import random_table, tiny_spec

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from ray_jobs import metrics
-from ray_jobs.metrics import ALL_DOMAINS, cell_metrics, resampled_cells, user_resamples
+from ray_jobs.evaluation import metrics
+from ray_jobs.evaluation.metrics import ALL_DOMAINS, cell_metrics, resampled_cells, user_resamples
 
 
 def _data(n: int = 3000, seed: int = 0, num_groups: int = 150):

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from modules.collision import BoundedFeature
-from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig
-from ray_jobs.drift import PRESETS, generate
-from ray_jobs.passes import day_partitions, run_passes
+from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig
+from ray_jobs.data.drift import PRESETS, generate
+from ray_jobs.training.passes import day_partitions, run_passes
 from ray_jobs.train import main
 
 STREAM = replace(PRESETS["tiny"], days=2, rows_per_day=800)

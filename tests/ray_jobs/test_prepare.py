@@ -13,12 +13,12 @@ import yaml
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.prepare import (
-    PART, RawDataError, RawLog, Encoders, encode, encode_with_vocab, fit_vocab, main, prepare,
-)
-from ray_jobs.recipe import REPO_ROOT, load_recipe
+from ray_jobs.core.errors import RawDataError
+from ray_jobs.data.prepare import PART, RawLog, Encoders, encode, encode_with_vocab, fit_vocab, prepare
+from ray_jobs.prepare import main
+from ray_jobs.data.recipe import load_recipe
 
-KUAIRAND = REPO_ROOT / "recipes" / "kuairand.yaml"
+KUAIRAND = Path(__file__).resolve().parents[2] / "recipes" / "kuairand.yaml"
 SPLITS = ("train", "valid", "test")
 
 
@@ -40,8 +40,8 @@ def kuairand(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def kuairand_raw() -> pd.DataFrame:
     recipe = load_recipe(KUAIRAND)
-    log = pd.read_csv(recipe.log.resolve(None), sep="\t")
-    users = pd.read_csv(recipe.joins[0].source.resolve(None))
+    log = pd.read_csv(recipe.log.resolve(None, recipe.root), sep="\t")
+    users = pd.read_csv(recipe.joins[0].source.resolve(None, recipe.root))
     return log.merge(users, on="user_id", how="left")
 
 
@@ -229,10 +229,11 @@ def test_duplicate_join_key_and_empty_files(tmp_path):
         prepare(load_recipe(recipe), tmp_path / "out")
 
 
-def test_recipe_rejects_unknown_keys_and_cli_reports_errors(tmp_path):
+def test_recipe_rejects_unknown_keys_and_cli_reports_errors(tmp_path, capsys):
     _write_raw(tmp_path)
     recipe = _write_recipe(tmp_path, tasks=[{"column": "click", "nmae": "ctr"}])
     with pytest.raises(ConfigError, match=r"recipe\.yaml\.tasks\[0\]: unknown key\(s\) \['nmae'\]"):
         load_recipe(recipe)
-    with pytest.raises(SystemExit, match=r"^error: .*unknown key"):
-        main([str(recipe), "--out", str(tmp_path / "out")])
+    assert main([str(recipe), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "unknown key" in err and err.count("\n") == 1

@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ray_jobs import report
-from ray_jobs.metrics import ALL_DOMAINS, cell_metrics
+from ray_jobs.core import tables
+from ray_jobs.reports import plots as report
+from ray_jobs.evaluation.metrics import ALL_DOMAINS, cell_metrics
 
 TASKS, DOMAINS = ("click", "like", "share"), ("feed", "search", "mall")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -31,16 +32,16 @@ def no_leaked_figures():
 def test_table_lists_every_cell_with_its_values():
     df = _frame(0)
     df.loc[0, "gauc"] = np.nan
-    text = report.format_table(df)
+    text = tables.cells_table(df)
     lines = text.rstrip("\n").split("\n")
     assert len(lines) == len(df) + 2
     assert len({len(line) for line in lines}) == 1  # fixed width
     for line, row in zip(lines[2:], df.itertuples()):
         fields = line.split()
         assert fields[:4] == [row.domain, row.task, str(row.n), str(row.positives)]
-        expected = [report.MISSING if np.isnan(v) else f"{v:.4f}" for v in (row.auc, row.gauc, row.logloss)]
+        expected = [tables.MISSING if np.isnan(v) else f"{v:.4f}" for v in (row.auc, row.gauc, row.logloss)]
         assert fields[4:] == expected
-    only_auc = report.format_table(df, metrics=("auc",))
+    only_auc = tables.cells_table(df, metrics=("auc",))
     assert "logloss" not in only_auc and f"{df.loc[1, 'auc']:.4f}" in only_auc
 
 

@@ -20,11 +20,12 @@ from ray.tune.search.variant_generator import generate_variants
 
 from modules.dense.registry import build_arch
 from modules.strict import ConfigError
-from ray_jobs.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig, load_config
-from ray_jobs.generate import PRESETS, dataset_spec
-from ray_jobs.train import run
-from ray_jobs.tune import (BEST_CONFIG, TRIALS_CSV, TRIALS_MD, SearchOptions, apply_overrides, load_space,
-                           main, max_concurrent_trials, search)
+from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig, load_config
+from ray_jobs.data.synthetic import PRESETS, dataset_spec
+from ray_jobs.training.job import train as run
+from ray_jobs.core.config import apply_overrides
+from ray_jobs.experiments.search import BEST_CONFIG, TRIALS_CSV, TRIALS_MD, SearchOptions, load_space, max_concurrent_trials, search
+from ray_jobs.tune import main
 
 SPACES = sorted(p for p in Path("tune_spaces").glob("*.py") if p.stem not in ("__init__", "common"))
 METRIC = "val_auc/click"  # click carries the generator's strongest signal; rare tasks are noise on tiny data

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from modules.spec import DatasetSpec, SparseFeature
-from ray_jobs.evaluation import Predictions
-from ray_jobs.metrics import cell_metrics, summary, user_resamples
-from ray_jobs.uncertainty import confidence_intervals, replicates
+from ray_jobs.evaluation.predictions import Predictions
+from ray_jobs.evaluation.metrics import cell_metrics, summary, user_resamples
+from ray_jobs.evaluation.uncertainty import confidence_intervals, replicates
 
 SPEC = DatasetSpec(sparse_features=(SparseFeature("user_id", 10, 4, role="user"),), dense_features=(),
                    tasks=("click", "like"), domains=("big", "small"))

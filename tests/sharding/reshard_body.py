@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 
 from modules.model import SeesawModel, embedding_tables
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import OptimConfig, combined_optimizer
 from sharding.parallel import shard_model

@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 
 from modules.model import SeesawModel, embedding_tables
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.optim import OptimConfig, dense_optimizer, fuse_sparse_optimizer
 from sharding.parallel import shard_model
 from sharding.planner import PlannerConfig, make_topology, plan_sharding

@@ -14,7 +14,7 @@ import torch.distributed as dist
 
 from modules.dense.base import SHARED_SET
 from modules.model import SeesawModel, StepOutput, embedding_tables, multitask_loss, table_name
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.optim import OptimConfig, dense_optimizer
 from sharding.parallel import shard_model
 from sharding.planner import PlannerConfig, make_topology, plan_sharding

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.checkpoint import CheckpointError, load_sharded, save_sharded
 from tests.factories import random_table, tiny_spec
 

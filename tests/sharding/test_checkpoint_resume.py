@@ -4,7 +4,7 @@ import torch
 from torchrec.optim.keyed import CombinedOptimizer
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import OptimConfig, dense_optimizer
 from tests.factories import random_table, tiny_spec

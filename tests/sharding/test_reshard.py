@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from modules.model import SeesawModel
-from ray_jobs.collate import Collator
+from ray_jobs.data.collate import Collator
 from sharding.checkpoint import load_sharded
 from tests.distributed import run_distributed
 from tests.factories import random_table, tiny_spec

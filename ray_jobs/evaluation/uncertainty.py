@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from modules.spec import DatasetSpec
-from ray_jobs.evaluation import PREDICTIONS_FILE, Predictions
-from ray_jobs.metrics import ALL_DOMAINS, resampled_cells, user_resamples
+from ray_jobs.core.run_dir import PREDICTIONS_FILE
+from ray_jobs.evaluation.predictions import Predictions
+from ray_jobs.evaluation.metrics import ALL_DOMAINS, resampled_cells, user_resamples
 
 METRICS = ("auc", "gauc")
 

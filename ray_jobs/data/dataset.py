@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from modules.collision import RAW_ID_MAX
-from modules.spec import DatasetSpec
+from modules.spec import SPEC_FILE, DatasetSpec
+from modules.strict import ConfigError
+from ray_jobs.core.errors import DataError
+from ray_jobs.core.log import logger
+
+if TYPE_CHECKING:
+    from ray_jobs.core.config import JobConfig
 
 SPLITS = ("train", "valid", "test")
+ID_COLUMN = "sample_id"  # the optional column of row ids that predictions carry, so runs join
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,6 @@ class SplitInfo:
     name: str
     files: tuple[str, ...]
     rows: int
-
-
-class DataError(ValueError):
-    """Input data violates the data set's spec (names file, column and value where known)."""
 
 
 def split_files(root: str | Path, split: str) -> list[str]:
@@ -150,3 +154,28 @@ def validate_split(root: str | Path, split: str, spec: DatasetSpec, raw: frozens
     files = split_files(root, split)
     rows = sum(validate_file(f, spec, raw) for f in files)
     return SplitInfo(split, tuple(files), rows)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated data set: its directory, spec and the files + row count of each split."""
+
+    root: Path
+    spec: DatasetSpec
+    splits: dict[str, SplitInfo]
+
+
+def prepare_dataset(config: "JobConfig") -> Dataset:
+    """Generates the synthetic data set if configured and missing, then validates every split."""
+    from ray_jobs.data.synthetic import PRESETS, generate  # numpy-heavy; only when generating
+
+    root = Path(config.data.path)
+    if not (root / SPEC_FILE).exists():
+        if config.data.generate is None:
+            raise ConfigError(f"{root}: no data set here ({SPEC_FILE} missing) and data.generate is null")
+        if config.data.generate not in PRESETS:
+            raise ConfigError(f"data.generate: unknown preset {config.data.generate!r}; presets: {sorted(PRESETS)}")
+        logger.info("generating synthetic data set %r into %s", config.data.generate, root)
+        generate(PRESETS[config.data.generate], root)
+    spec = DatasetSpec.load(root)
+    return Dataset(root, spec, {s: validate_split(root, s, spec) for s in SPLITS})

@@ -27,9 +27,9 @@ import numpy as np
 import pandas as pd
 
 from modules.strict import ConfigError
-from ray_jobs.metrics import ALL_DOMAINS, summary
-from ray_jobs.report import bucket_plot, expert_load_plot, gain_heatmap, gain_matrix, heatmap
-from ray_jobs.train_loop import METRICS_FILE
+from ray_jobs.evaluation.metrics import ALL_DOMAINS, summary
+from ray_jobs.reports.plots import bucket_plot, expert_load_plot, gain_heatmap, gain_matrix, heatmap
+from ray_jobs.core.run_dir import METRICS_FILE
 
 RESULT_COLUMNS = ("model", "seed", "domain", "task", "n", "auc", "gauc", "logloss")
 METRICS = ("auc", "gauc")

@@ -1,4 +1,4 @@
-"""Human-readable views of `metrics.cell_metrics` tables: a terminal table and PNG heatmaps.
+"""PNG views of `metrics.cell_metrics` tables: heatmaps, gain heatmaps, expert load, conflict buckets.
 
 The heatmaps put domains on rows and tasks on columns, so both seesaws are visible at a glance:
 a model that trades a small domain for the big one shows up as a row, a task trade-off as a column.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import matplotlib
 
@@ -17,31 +17,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from ray_jobs.core.tables import MISSING  # noqa: E402
+
 HIGHER_IS_BETTER = {"auc": True, "gauc": True, "logloss": False}
-VALUE_FORMAT = "{:.4f}"
-MISSING = "-"
 
 
 def _fmt(value: float) -> str:
-    return MISSING if pd.isna(value) else VALUE_FORMAT.format(value)
-
-
-def format_table(df: pd.DataFrame, metrics: Sequence[str] = ("auc", "gauc", "logloss")) -> str:
-    """Fixed-width text table, one line per (domain, task) row of `df` in its order.
-
-    Args: df with columns domain, task, n, positives and each of `metrics`.
-    """
-    header = ["domain", "task", "n", "positives", *metrics]
-    body = [[str(r["domain"]), str(r["task"]), str(int(r["n"])), str(int(r["positives"])),
-             *(_fmt(r[m]) for m in metrics)] for _, r in df.iterrows()]
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-    text_cols = 2  # domain and task are left-aligned, numbers right-aligned
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i < text_cols else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *(line(row) for row in body)]) + "\n"
+    return MISSING if pd.isna(value) else f"{value:.4f}"
 
 
 def cell_matrix(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -135,7 +117,7 @@ def expert_load_plot(loads: dict[str, np.ndarray], path: str | Path) -> Path:
 
 def bucket_plot(table: pd.DataFrame, path: str | Path, title: str) -> Path:
     """PNG of AUC per bucket (x) for every model (lines), one panel per task: the conflict
-    analysis of `ray_jobs.conflict` (columns model, task, bucket, auc; bucket 0 rows skipped)."""
+    analysis of `ray_jobs.evaluation.conflict` (columns model, task, bucket, auc; bucket 0 rows skipped)."""
     per_bucket = table[table["bucket"] > 0]
     tasks = list(pd.unique(per_bucket["task"]))
     with _figure(path, 1, len(tasks), (5.5 * len(tasks), 3.6)) as (_, axes):

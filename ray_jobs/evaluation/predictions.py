@@ -15,11 +15,9 @@ import torch.distributed as dist
 
 from modules.batch import Batch
 from modules.spec import DatasetSpec
-from ray_jobs.lockstep import lockstep
-from ray_jobs.metrics import cell_metrics
+from ray_jobs.evaluation.metrics import cell_metrics
+from ray_jobs.training.lockstep import lockstep
 
-
-PREDICTIONS_FILE = "test_predictions.parquet"
 PREDICTION_PREFIX = "pred_"
 
 

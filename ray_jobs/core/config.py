@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 
 from modules.collision import BoundedFeature
+from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError, from_dict, to_dict
 from sharding.optim import OptimConfig
 from sharding.planner import PlannerConfig
@@ -78,7 +79,7 @@ class WorkersConfig:
 class JobConfig:
     """One job. `collision` lists the sparse columns holding raw 64-bit ids, each remapped into
     a bounded table (`modules.collision.BoundedFeature`, key = column name); only pass-by-pass
-    training (`ray_jobs.passes`) reads them so far."""
+    training (`ray_jobs.training.passes`) reads them so far."""
 
     name: str = "default"
     data: DataConfig = DataConfig()
@@ -89,9 +90,47 @@ class JobConfig:
     runs_dir: str = "runs"
     collision: tuple[BoundedFeature, ...] = ()
 
-    def with_overrides(self, **sections: Any) -> "JobConfig":
-        """A copy with whole sections replaced, e.g. `with_overrides(model=ModelConfig("mmoe"))`."""
-        return replace(self, **sections)
+
+C = TypeVar("C")
+MODEL_PARAMS = "model.params"  # JobConfig's one free-form mapping; the arch's own Config checks its keys
+
+
+def with_overrides(config: C, overrides: Mapping[str, Any], where: str = "override",
+                   free_form: tuple[str, ...] = ()) -> C:
+    """The one override helper: `config` (any strict config dataclass) with each dotted path
+    (e.g. "train.optim.dense_lr") set to its value.
+
+    Strict like a YAML config: a path that names no field, or a value of the wrong type or
+    range, raises ConfigError naming `where`. Keys below a `free_form` path (e.g. model.params)
+    are not checked here.
+    """
+    tree = to_dict(config)
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = tree
+        for depth, key in enumerate(parents):
+            node = node.get(key)
+            if not isinstance(node, dict):
+                raise ConfigError(f"{where}: {path!r}: {'.'.join(parents[:depth + 1])} is not a config section")
+        if leaf not in node and ".".join(parents) not in free_form:
+            raise ConfigError(f"{where}: {path!r}: unknown key {leaf!r}; valid keys are {sorted(node)}")
+        node[leaf] = value
+    return from_dict(type(config), tree, where=where)
+
+
+def apply_overrides(base: JobConfig, overrides: Mapping[str, Any], where: str = "override") -> JobConfig:
+    """`with_overrides` for a JobConfig, whose model params are then checked by the arch's Config.
+
+    Setting `model.arch` to another model resets `model.params` (they belong to the old one)
+    unless the same overrides set params too.
+    """
+    overrides = dict(overrides)
+    arch = overrides.get("model.arch")
+    if arch is not None and arch != base.model.arch and not any(k.startswith(MODEL_PARAMS) for k in overrides):
+        overrides[MODEL_PARAMS] = {}
+    config = with_overrides(base, overrides, where, free_form=(MODEL_PARAMS,))
+    parse_arch_config(config.model.arch, config.model.params)
+    return config
 
 
 def load_config(path: str | Path | None) -> JobConfig:

@@ -21,15 +21,12 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-import numpy as np
-import pandas as pd
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
@@ -39,18 +36,22 @@ from modules.collision import bounded_spec, check_features, for_keys
 from modules.model import embedding_tables
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError, from_dict
-from ray_jobs.collate import Collator
-from ray_jobs.config import JobConfig, dump_config
-from ray_jobs.data import DataError, validate_split
-from ray_jobs.evaluation import gather, predict
-from ray_jobs.metrics import summary
-from ray_jobs.runtime import Dataset
-from ray_jobs.train_loop import EpochStats, _checkpoint, build_sharded_model, shard_batches, train_epoch
+from ray_jobs.core.config import JobConfig, dump_config
+from ray_jobs.core.errors import DataError
+from ray_jobs.core.log import logger, rank0
+from ray_jobs.core.run_dir import JOB_FILE
+from ray_jobs.data.collate import Collator
+from ray_jobs.data.dataset import Dataset, validate_split
+from ray_jobs.evaluation.metrics import summary
+from ray_jobs.evaluation.predictions import gather, predict
+from ray_jobs.reports.passes import PASSES_FILE, format_passes, write_report
+from ray_jobs.training.epoch import EpochStats, train_epoch
+from ray_jobs.training.loop import save_checkpoint
+from ray_jobs.training.worker import build_sharded_model, shard_batches
 from sharding.bounded import BoundedShardedModel
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
 
-PASSES_FILE = "passes.json"  # in every checkpoint: one record per pass done so far
 CHECKPOINTS_DIR = "checkpoints"  # local runs: one checkpoint folder per pass
 
 
@@ -119,7 +120,7 @@ class RayIO(PassIO):
 
     def save(self, metrics: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
              progress: dict[str, Any], files: dict[str, Any]) -> None:
-        _checkpoint(metrics, model, optimizer, progress, self.rank, files)
+        save_checkpoint(metrics, model, optimizer, progress, self.rank, files)
 
 
 class LocalIO(PassIO):
@@ -161,11 +162,6 @@ class PassJob:
     max_passes: int | None = None
 
 
-def _log(rank: int, message: str) -> None:
-    if rank == 0:
-        print(f"[seesaw] {message}", file=sys.__stdout__, flush=True)
-
-
 def _global_sum(value: int) -> int:
     total = torch.tensor([value], dtype=torch.int64)
     dist.all_reduce(total)
@@ -186,7 +182,7 @@ def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
         device = ray.train.torch.get_device()
     model_spec = bounded_spec(spec, config.collision)
     model, sharded, plan_text = build_sharded_model(config, model_spec, device, io.local_world_size)
-    _log(rank, plan_text)
+    rank0(rank, plan_text)
     optimizer = combined_optimizer(sharded, config.train.optim)
     features = for_keys(config.collision, model.kjt_keys)
     keys = {f.key for f in features}
@@ -205,7 +201,7 @@ def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
                 raise ConfigError(f"resume: the checkpoint trained days {done}, but the passes directory now "
                                   f"starts with {list(job.days[:len(done)])}")
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
-            _log(rank, f"resumed after pass {len(history)} ({done[-1]})")
+            rank0(rank, f"resumed after pass {len(history)} ({done[-1]})")
     last = min(len(job.days), job.max_passes or len(job.days))
     for index in range(len(history), last):
         day = job.days[index]
@@ -220,7 +216,7 @@ def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
         def on_step(stats: EpochStats, day: str = day) -> None:
             if stats.steps % config.train.log_every == 0:
                 losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
-                _log(rank, f"pass {index + 1}/{last} {day} step {stats.steps} | loss {losses}")
+                rank0(rank, f"pass {index + 1}/{last} {day} step {stats.steps} | loss {losses}")
 
         stats = train_epoch(trained, optimizer, io.batches(day, config, collate), device,
                             config.train.max_steps_per_epoch, on_step)
@@ -234,7 +230,7 @@ def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
         record.update(train_rows=_global_sum(sum(stats.batch_rows)), train_loss=float(sum(stats.mean_task_losses())),
                       seconds=time.perf_counter() - started)
         history.append({**record, "cells": cells})
-        _log(rank, format_pass_line(record, last))
+        rank0(rank, format_pass_line(record, last))
         io.save(record, trained, optimizer, {"passes_done": index + 1, "day": day}, {PASSES_FILE: history})
     return history
 
@@ -266,7 +262,8 @@ def run_passes(config: JobConfig, root: str | Path, run_name: str | None = None,
 
     With the `run_name` of an earlier run, resumes after its last checkpointed pass.
     """
-    from ray_jobs.runtime import init_ray, make_trainer, ordered_ingest
+    from ray_jobs.data.ingest import ordered_ingest
+    from ray_jobs.training.runtime import init_ray, make_trainer
 
     if config.workers.use_gpu and config.collision:  # fail before starting Ray
         raise ConfigError("collision on GPU is not wired into pass-by-pass training yet (docs/collision.md)")
@@ -285,9 +282,9 @@ def run_passes(config: JobConfig, root: str | Path, run_name: str | None = None,
     sizes = {int(m["pass"]): _state_bytes(c.path) for c, m in result.best_checkpoints}
     run_dir = Path(config.runs_dir).resolve() / run_name
     write_report(run_dir, history, sizes)
-    (run_dir / "job.yaml").write_text(dump_config(config))
+    (run_dir / JOB_FILE).write_text(dump_config(config))
     print(format_passes(history, sizes))
-    print(f"[seesaw] run directory: {run_dir}")
+    logger.info("run directory: %s", run_dir)
     return run_dir
 
 
@@ -320,44 +317,4 @@ def _state_bytes(path: str | Path) -> int:
     """Bytes of a checkpoint without its pass history (which grows by one record a pass)."""
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file() and p.name != PASSES_FILE)
 
-
-def pass_table(history: list[dict[str, Any]], sizes: dict[int, int]) -> pd.DataFrame:
-    """One row per pass: next-day quality, bounded-table counters, checkpoint size (MB, without
-    the pass history; NaN where Ray Train no longer keeps that pass's checkpoint)."""
-    table = pd.DataFrame([{k: v for k, v in h.items() if k != "cells"} for h in history])
-    table["checkpoint_mb"] = [sizes.get(int(p), np.nan) / 2**20 for p in table["pass"]]
-    first = [c for c in ("pass", "day", "next_day_mean_auc", "next_day_mean_gauc") if c in table.columns]
-    return table[first + [c for c in table.columns if c not in first]]
-
-
-def cell_table(history: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long format: one row per (pass, domain, task) of the progressive validation."""
-    return pd.DataFrame([c for h in history for c in h["cells"]])
-
-
-def format_passes(history: list[dict[str, Any]], sizes: dict[int, int]) -> str:
-    from ray_jobs.tune import to_markdown
-
-    table = pass_table(history, sizes)
-    keep = [c for c in table.columns if c in ("pass", "day", "next_day_mean_auc", "next_day_mean_gauc", "train_rows",
-                                              "checkpoint_mb") or c.split("/")[0] in
-            ("rows_in_use", "evictions", "admission_rejections")]
-    return to_markdown(table[keep])
-
-
-def write_report(run_dir: Path, history: list[dict[str, Any]], sizes: dict[int, int]) -> None:
-    """passes.md (summary per pass, then each pass's domain x task table), passes.csv, pass_cells.csv."""
-    from ray_jobs.tune import to_markdown
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    pass_table(history, sizes).to_csv(run_dir / "passes.csv", index=False)
-    cells = cell_table(history)
-    cells.to_csv(run_dir / "pass_cells.csv", index=False)
-    parts = ["# Pass-by-pass training\n", "Next-day metrics score each day with the model trained on the days "
-             "before it (progressive validation); counters are cumulative.\n", format_passes(history, sizes)]
-    for h in history:
-        if h["cells"]:
-            frame = pd.DataFrame(h["cells"])[["domain", "task", "n", "positives", "auc", "gauc", "logloss"]]
-            parts += [f"\n## Pass {h['pass']} ({h['day']}): next-day metrics\n", to_markdown(frame)]
-    (run_dir / "passes.md").write_text("\n".join(parts))
 

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from modules.strict import ConfigError
-from ray_jobs.evaluation import Predictions
-from ray_jobs.metrics import auc
+from ray_jobs.evaluation.predictions import Predictions
+from ray_jobs.evaluation.metrics import auc
 
 NUM_BUCKETS = 10
 EPS = 1e-7

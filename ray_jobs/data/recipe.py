@@ -7,7 +7,7 @@ only reader; `docs/data.md` documents every key with the KuaiRand recipe as the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -17,7 +17,6 @@ from modules.spec import Role
 from modules.strict import ConfigError, from_dict
 
 Format = Literal["csv", "tsv", "parquet"]
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DOMAIN_COLUMN = "domain"  # the output column holding the domain id
 GROUP_COLUMN = "group_id"  # the output column holding GAUC groups (raw user ids)
 ID_COLUMN = "sample_id"  # the output column holding each row's line number in the raw log
@@ -38,12 +37,13 @@ class Source:
             raise ConfigError(f"{self.path}: cannot tell the format from the suffix; set `format`")
         return suffix  # type: ignore[return-value]
 
-    def resolve(self, raw_dir: Path | None) -> Path:
-        """`raw_dir` (the CLI's --raw-dir) holds every file by name; else absolute or repo-relative."""
+    def resolve(self, raw_dir: Path | None, root: str | Path | None = None) -> Path:
+        """`raw_dir` (the CLI's --raw-dir) holds every file by name; else the path as written,
+        relative to `root` (the recipe file's folder) unless absolute. Never the source tree."""
         path = Path(self.path)
         if raw_dir is not None:
             return raw_dir / path.name
-        return path if path.is_absolute() else REPO_ROOT / path
+        return path if path.is_absolute() or root is None else Path(root) / path
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ class Recipe:
     group: str = "user_id"
     embedding_dim: int = 16
     min_count: int = 10
+    root: str | None = None  # folder that relative raw paths resolve against; load_recipe: the recipe's folder
 
     def __post_init__(self) -> None:
         outputs = [f.output for f in self.sparse] + [f.output for f in self.dense]
@@ -198,4 +199,5 @@ def load_recipe(path: str | Path) -> Recipe:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    return from_dict(Recipe, data, where=str(path))
+    recipe = from_dict(Recipe, data, where=str(path))
+    return recipe if recipe.root is not None else replace(recipe, root=str(path.resolve().parent))

@@ -1,23 +1,20 @@
-"""What every Ray entry point needs: a Ray instance, the data set, and a TorchTrainer."""
+"""What every Ray job needs: a Ray instance and a TorchTrainer over the data set's splits."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import ray
-import ray.data
 from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
-from modules.spec import DatasetSpec
-from modules.strict import ConfigError, to_dict
-from ray_jobs.config import JobConfig
-from ray_jobs.data import SPLITS, SplitInfo, validate_split
-from ray_jobs.fault_injection import from_env as injected_fault_from_env
-from ray_jobs.generate import PRESETS, generate
+from modules.strict import to_dict
+from ray_jobs.core.config import JobConfig
+from ray_jobs.data.dataset import SPLITS, Dataset
+from ray_jobs.data.ingest import ray_datasets
+from ray_jobs.training.fault_injection import from_env as injected_fault_from_env
 
 # Quiet, reproducible defaults for local runs (a user's env vars still win).
 os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
@@ -38,47 +35,6 @@ def init_ray(config: JobConfig) -> None:
     needed = config.workers.num_workers * config.workers.cpus_per_worker + 2
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False,
              log_to_driver=True, configure_logging=False)
-
-
-@dataclass(frozen=True)
-class Dataset:
-    root: Path
-    spec: DatasetSpec
-    splits: dict[str, SplitInfo]
-
-
-def prepare_dataset(config: JobConfig) -> Dataset:
-    """Generates the synthetic data set if configured and missing, then validates every split."""
-    root = Path(config.data.path)
-    if not (root / "spec.json").exists():
-        if config.data.generate is None:
-            raise ConfigError(f"{root}: no data set here (spec.json missing) and data.generate is null")
-        if config.data.generate not in PRESETS:
-            raise ConfigError(f"data.generate: unknown preset {config.data.generate!r}; presets: {sorted(PRESETS)}")
-        print(f"[seesaw] generating synthetic data set {config.data.generate!r} into {root}", flush=True)
-        generate(PRESETS[config.data.generate], root)
-    spec = DatasetSpec.load(root)
-    return Dataset(root, spec, {s: validate_split(root, s, spec) for s in SPLITS})
-
-
-def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, ray.data.Dataset]:
-    """Ray Data streams of the needed columns only.
-
-    Ray Data's own progress bars are off: the train loop prints rank-0 progress lines, and
-    per-operator bars from every worker would drown them.
-    """
-    ray.data.DataContext.get_current().enable_progress_bars = False
-    columns = list(dataset.spec.required_columns())
-    return {s: ray.data.read_parquet(list(dataset.splits[s].files), columns=columns) for s in splits}
-
-
-def ordered_ingest() -> ray.train.DataConfig:
-    """Ray Train ingest that keeps Ray Data's block order, so every run over the same files feeds
-    each worker the same batches: a resumed run then skips exactly the batches it trained on
-    (in the default order the split hands blocks to whichever worker asks first)."""
-    from ray.data import ExecutionOptions
-
-    return ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True))
 
 
 def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,

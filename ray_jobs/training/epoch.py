@@ -1,0 +1,152 @@
+"""One training epoch of one worker: lockstep steps over its batches, timed.
+
+Timing separates compute (a batch in hand to its step done), input wait (the input pipeline's
+next batch) and sync wait (lockstep's per-step collective, i.e. the slowest worker).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
+
+from modules.batch import Batch
+from modules.model import StepOutput
+from ray_jobs.training.lockstep import lockstep
+
+
+@dataclass
+class EpochStats:
+    """Timing of one worker's epoch. Compute time runs from a batch in hand to its step done;
+    input wait is the time spent waiting for the input pipeline's next batch (after the first);
+    sync wait is the time spent in lockstep's per-step collective, i.e. waiting for the slowest
+    worker (0 for a single worker)."""
+
+    steps: int = 0
+    first_batch_s: float = 0.0
+    wait_s: list[float] = field(default_factory=list)  # per step; 0 for the first
+    sync_s: list[float] = field(default_factory=list)  # per step; 0 for the first
+    step_s: list[float] = field(default_factory=list)
+    batch_rows: list[int] = field(default_factory=list)
+    loss_sum: torch.Tensor | None = None
+    skipped: int = 0  # batches consumed untrained when resuming mid-epoch
+    telemetry_sum: dict[str, torch.Tensor] = field(default_factory=dict)  # e.g. SMES expert load
+
+    @property
+    def position(self) -> int:
+        """Batches of this epoch done, counting those trained before a resume."""
+        return self.skipped + self.steps
+
+    def mean_task_losses(self) -> list[float]:
+        return (self.loss_sum / max(self.steps, 1)).tolist() if self.loss_sum is not None else []
+
+    def metrics(self, world_size: int, skip: int = 0) -> dict[str, float]:
+        """Throughput and step-time statistics, leaving out the first `skip` (warm-up) steps."""
+        wait, step = np.asarray(self.wait_s[skip:]), np.asarray(self.step_s[skip:])
+        sync = np.asarray(self.sync_s[skip:])
+        busy = max(float(wait.sum() + sync.sum() + step.sum()), 1e-9)
+        samples = sum(self.batch_rows[skip:])
+        step = step if step.size else np.zeros(1)
+        return {
+            "train_steps": self.steps,
+            "train_samples_per_s": samples * world_size / busy,
+            "train_samples_per_s_per_worker": samples / busy,
+            "step_ms_p50": float(np.percentile(step, 50) * 1e3),
+            "step_ms_p90": float(np.percentile(step, 90) * 1e3),
+            "input_wait_fraction": float(wait.sum()) / busy,
+            "sync_wait_fraction": float(sync.sum()) / busy,
+            "time_to_first_batch_s": self.first_batch_s,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "train_loss": float(sum(self.mean_task_losses())),
+            **{f"telemetry/{k}": (v / max(self.steps, 1)).tolist() for k, v in self.telemetry_sum.items()},
+        }
+
+
+class TimedIterator:
+    """Wraps an iterator and accumulates the seconds spent waiting in next()."""
+
+    def __init__(self, iterable: Iterable[Batch]) -> None:
+        self._it = iter(iterable)
+        self.waited = 0.0
+
+    def __iter__(self) -> "TimedIterator":
+        return self
+
+    def __next__(self) -> Batch:
+        start = time.perf_counter()
+        try:
+            return next(self._it)
+        finally:
+            self.waited += time.perf_counter() - start
+
+
+def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch],
+           device: torch.device) -> Iterator[StepOutput]:
+    """Train steps over `batches`, yielding each step's output.
+
+    On CUDA, TorchRec's TrainPipelineSparseDist overlaps the host-to-device copy and the
+    embedding all-to-all of the next batches with this batch's dense compute. On CPU there is
+    nothing to overlap with, so a plain step runs.
+    """
+    if device.type == "cuda":
+        pipeline = TrainPipelineSparseDist(model, optimizer, device)
+        while True:
+            try:
+                yield pipeline.progress(batches)
+            except StopIteration:
+                return
+    for batch in batches:
+        loss, out = model(batch.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        yield out
+
+
+def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
+                device: torch.device, max_steps: int | None = None,
+                on_step: Callable[[EpochStats], None] | None = None, skip: int = 0) -> EpochStats:
+    """One pass over `batches` in lockstep with the other workers; returns its timing.
+
+    `skip` batches are consumed untrained first (a resumed epoch's already-trained part);
+    `max_steps` counts them too.
+    """
+    model.train()
+    stats = EpochStats()
+    fed = TimedIterator(batches)  # time in the input pipeline
+    synced = TimedIterator(lockstep(fed))  # that plus time in lockstep's collective
+    for _ in zip(range(skip), synced):
+        pass
+    stats.skipped = skip
+    t_start = t_last = time.perf_counter()
+    for out in _steps(model, optimizer, synced, device):
+        now = time.perf_counter()
+        wait, sync = fed.waited, synced.waited - fed.waited
+        fed.waited = synced.waited = 0.0
+        if stats.steps == 0:
+            stats.first_batch_s, wait, sync = now - t_start, 0.0, 0.0
+            stats.step_s.append(0.0)  # the first step's compute is inside the first-batch time
+        else:
+            stats.step_s.append(now - t_last - wait - sync)
+        stats.wait_s.append(wait)
+        stats.sync_s.append(sync)
+        t_last = now
+        losses = out.task_losses.cpu()
+        stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
+        for name, value in out.telemetry.items():
+            value = value.float().cpu()
+            stats.telemetry_sum[name] = stats.telemetry_sum[name] + value if name in stats.telemetry_sum else value
+        stats.steps += 1
+        stats.batch_rows.append(int(out.logits.shape[0]))
+        if on_step is not None:
+            on_step(stats)
+        if max_steps and skip + stats.steps >= max_steps:
+            break
+    return stats
+
+
