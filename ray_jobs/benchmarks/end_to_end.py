@@ -34,6 +34,7 @@ import torch.distributed as dist
 from torch import nn
 
 from modules.dense.experts import ExpertBank
+from modules.dense.registry import parse_arch_config
 from modules.model import SeesawModel
 from modules.spec import DatasetSpec
 from ray_jobs.benchmarks.hardware import CpuSnapshot, cores_busy, matmul_peak_flops, memory_bandwidth
@@ -162,6 +163,8 @@ class BenchmarkPlan:
 
 def run_benchmark(plan: BenchmarkPlan) -> Path:
     """Measures every configuration of `plan`, prints the table, returns the JSON written."""
+    for arch in plan.archs:
+        parse_arch_config(arch, {})  # a typo fails before minutes of measuring
     archs, worker_counts, table_sizes = list(plan.archs), list(plan.workers), list(plan.table_rows)
     batch_sizes, fetch_sizes = list(plan.batch_sizes), list(plan.batches_per_fetch)
     device = "cuda" if plan.gpu else "cpu"
