@@ -10,8 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ray_jobs.core.cli import exit_code
-from ray_jobs.core.config import with_overrides
+from ray_jobs.core.cli import exit_code, preset_from_args
 from ray_jobs.core.log import logger
 from ray_jobs.data.drift import PRESETS, generate, stream_stats
 
@@ -26,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        flags = {"days": args.days, "rows_per_day": args.rows_per_day, "seed": args.seed}
-        config = with_overrides(PRESETS[args.preset], {k: v for k, v in flags.items() if v is not None},
-                                where=f"preset {args.preset}")
+        config = preset_from_args(PRESETS, args, ("days", "rows_per_day", "seed"))
         generate(config, args.out)
         logger.info("%s: %d days x %d rows; distinct raw ids %s", args.out, config.days, config.rows_per_day,
                     stream_stats(args.out)["distinct"])

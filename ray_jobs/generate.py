@@ -11,8 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ray_jobs.core.cli import exit_code
-from ray_jobs.core.config import with_overrides
+from ray_jobs.core.cli import exit_code, preset_from_args
 from ray_jobs.core.log import logger
 from ray_jobs.data.synthetic import PRESETS, generate
 
@@ -27,9 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def body() -> None:
-        flags = {"rows": args.rows, "seed": args.seed, "conflict_fraction": args.conflict_fraction}
-        config = with_overrides(PRESETS[args.preset], {k: v for k, v in flags.items() if v is not None},
-                                where=f"preset {args.preset}")
+        config = preset_from_args(PRESETS, args, ("rows", "seed", "conflict_fraction"))
         start = time.perf_counter()
         generate(config, args.out)
         logger.info("%s: %d rows, %d domains, %d tasks in %.1fs", args.out, config.rows, len(config.domains),

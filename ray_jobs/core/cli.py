@@ -13,7 +13,7 @@ from typing import Any, Callable
 import yaml
 
 from modules.strict import ConfigError
-from ray_jobs.core.config import JobConfig, apply_overrides, load_config
+from ray_jobs.core.config import C, JobConfig, apply_overrides, load_config, with_overrides
 from ray_jobs.core.errors import USER_ERRORS
 
 
@@ -56,6 +56,13 @@ def job_from_args(args: argparse.Namespace) -> JobConfig:
         flags["data.generate"] = None  # a --data path names an existing data set: never generate into it
     config = apply_overrides(load_config(getattr(args, "config", None)), flags, where="command line")
     return apply_overrides(config, parse_set(getattr(args, "overrides", [])), where="--set")
+
+
+def preset_from_args(presets: dict[str, C], args: argparse.Namespace, flags: tuple[str, ...]) -> C:
+    """`presets[args.preset]` with every given flag of `flags` (argparse dests, which are the
+    preset's field names) set through the one override helper; flags left out keep the preset's."""
+    given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    return with_overrides(presets[args.preset], given, where=f"preset {args.preset}")
 
 
 def exit_code(body: Callable[[], object]) -> int:
