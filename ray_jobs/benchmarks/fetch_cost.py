@@ -24,6 +24,7 @@ from modules.model import SeesawModel
 from modules.spec import DatasetSpec
 from ray_jobs.data.collate import Collator, FetchCollator
 from ray_jobs.data.dataset import split_files
+from ray_jobs.core.tables import text
 
 
 def _cpu_s() -> float:
@@ -59,13 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     spec = DatasetSpec.load(args.data)
     collate = Collator(spec, SeesawModel(spec, args.arch, device="meta").kjt_keys)
     dataset = ray.data.read_parquet(split_files(args.data, "train"), columns=list(spec.required_columns())).materialize()
-    print("batch  per fetch  fetch wall ms  fetch CPU ms  CPU ms per train batch")
+    rows = []
     for batch_size, per_fetch in itertools.product([int(b) for b in args.batch_sizes.split(",")],
                                                    [int(k) for k in args.batches_per_fetch.split(",")]):
         for _ in range(args.repeats):
             r = fetch_cost(dataset, collate, batch_size, per_fetch, args.rows)
-            print(f"{batch_size:5d}  {per_fetch:9d}  {r['fetch_wall_ms']:13.2f}  {r['fetch_cpu_ms']:12.2f}  "
-                  f"{r['batch_cpu_ms']:22.2f}", flush=True)
+            rows.append([str(batch_size), str(per_fetch), *(f"{r[k]:.2f}" for k in ("fetch_wall_ms", "fetch_cpu_ms",
+                                                                                      "batch_cpu_ms"))])
+    print(text(rows, ["batch", "per fetch", "fetch wall ms", "fetch CPU ms", "CPU ms per train batch"], rule=False))
     return 0
 
 

@@ -9,6 +9,8 @@ Timed with torch.utils.benchmark (warm-up + blocked autorange, median) on a fixe
 
 from __future__ import annotations
 
+import sys
+
 from typing import Callable, Sequence
 
 import torch
@@ -17,6 +19,7 @@ from torch.utils import benchmark
 from modules.dense.base import ArchOutput
 from modules.dense.registry import build_arch
 from modules.spec import DatasetSpec, SparseFeature
+from ray_jobs.core.tables import text
 
 
 def synthetic_spec(num_features: int, embedding_dim: int, num_dense: int, num_tasks: int) -> DatasetSpec:
@@ -86,14 +89,14 @@ def smes_scaling(
     return rows
 
 
-def main() -> None:
+def main() -> int:
     rows = smes_scaling()
     print(f"forward+backward step, batch {rows[0]['batch']}, K = {rows[0]['k']}, {rows[0]['threads']} thread(s)")
-    print(f"{'E':>5} {'smes ms':>9} {'smes ref ms':>12} {'moe_dense ms':>13} {'speedup':>8} {'mean |U|':>9}")
-    for r in rows:
-        print(f"{r['experts']:>5} {r['smes_ms']:>9.2f} {r['smes_reference_ms']:>12.2f} {r['moe_dense_ms']:>13.2f}"
-              f" {r['speedup']:>8.2f} {r['mean_union']:>9.2f}")
+    keys = ("experts", "smes_ms", "smes_reference_ms", "moe_dense_ms", "speedup", "mean_union")
+    print(text([[str(r["experts"]), *(f"{r[k]:.2f}" for k in keys[1:])] for r in rows],
+               ["E", "smes ms", "smes ref ms", "moe_dense ms", "speedup", "mean |U|"], rule=False))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
