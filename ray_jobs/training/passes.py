@@ -35,7 +35,7 @@ from modules.batch import Batch
 from modules.collision import bounded_spec, check_features, for_keys
 from modules.model import embedding_tables
 from modules.spec import DatasetSpec
-from modules.strict import ConfigError, from_dict
+from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.errors import DataError
 from ray_jobs.core.log import logger, rank0
@@ -47,7 +47,7 @@ from ray_jobs.evaluation.predictions import gather, predict
 from ray_jobs.reports.passes import PASSES_FILE, format_passes, write_report
 from ray_jobs.training.epoch import EpochStats, train_epoch
 from ray_jobs.training.loop import save_checkpoint
-from ray_jobs.training.worker import build_sharded_model, shard_batches
+from ray_jobs.training.worker import WorkerContext, build_sharded_model, shard_batches
 from sharding.bounded import BoundedShardedModel
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
@@ -249,8 +249,8 @@ def format_pass_line(record: dict[str, Any], last: int) -> str:
 
 def pass_loop_per_worker(loop_config: dict[str, Any]) -> None:
     """Ray Train entry point of pass-by-pass training."""
-    job = PassJob(from_dict(JobConfig, loop_config["job"]), DatasetSpec.from_json_dict(loop_config["spec"]),
-                  tuple(loop_config["days"]), loop_config.get("max_passes"))
+    worker = WorkerContext.from_loop_config(loop_config)
+    job = PassJob(worker.config, worker.spec, tuple(loop_config["days"]), loop_config.get("max_passes"))
     pass_loop(job, RayIO())
 
 
