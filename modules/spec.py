@@ -24,6 +24,8 @@ Role = Literal["user", "item", "author", "context", "domain"]
 ROLES: tuple[str, ...] = ("user", "item", "author", "context", "domain")
 SPEC_FILE = "spec.json"
 PROBABILITY_PREFIX = "prob_"
+TERM_PREFIX = "term_"  # term_<mechanism>_<task>: a synthetic logit term, stored per sample (seesaw presets)
+LOGIT_PREFIX = "logit_"  # logit_<task>: the true logit beside its terms (float32 probabilities saturate at 1)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from modules.spec import PROBABILITY_PREFIX, DatasetSpec, SparseFeature
+from modules.spec import LOGIT_PREFIX, PROBABILITY_PREFIX, TERM_PREFIX, DatasetSpec, SparseFeature
 from modules.strict import ConfigError, to_dict
 from ray_jobs.data.dataset import ID_COLUMN, SPLITS
 
@@ -41,6 +41,9 @@ GENERATOR_FILE = "generator.json"  # written last: its presence marks a complete
 FORMAT_VERSION = 2  # bumped when the written layout changes (2: sample_id column), so caches regenerate
 DENSE_FEATURES = ("user_activity", "item_quality", "item_age", "position")
 HOURS = 24
+# The seesaw preset's mechanism terms, each switched by its own scale (0: off), each drawn from
+# its own random stream, so switching one never changes another (or the base data set):
+MECHANISM_TERMS = ("user_groups", "domain_dims", "conflict", "capacity")
 BISECTION_STEPS = 40  # bias bracket [-30, 30] halved 40 times: 5e-11 precision
 
 
@@ -74,6 +77,11 @@ class GeneratorConfig:
     conflict_fraction: float = 0.0
     conflict_tasks: tuple[str, ...] = ("click", "like")
     conflict_by: str = "pair"  # "pair" | "item" (see the module docstring)
+    # mechanism terms (the `seesaw` presets): a scale of 0 leaves the term out
+    user_group_scale: float = 0.0  # per-user weights of the feature groups: what PPNet's gates express
+    domain_dim_scale: float = 0.0  # per-domain scales of the shared embedding dims: what EPNet's gate expresses
+    capacity_scale: float = 0.0  # nonlinear terms, more of them for harder tasks: what SMES's task experts serve
+    capacity_terms: tuple[int, ...] = ()  # per task: how many nonlinear terms (0: none); empty: none anywhere
     max_history: int = 10  # hist_items holds 0..max_history recently seen items
     history_pool: int = 64  # candidates per user from which the best-liked become its history
     embedding_dim: int = 16
@@ -107,6 +115,10 @@ class GeneratorConfig:
             fail(f"conflict_tasks must name two different tasks of {self.tasks}")
         if not 0 <= self.author_correlation <= 1:
             fail("author_correlation must lie in [0, 1]")
+        if min(self.user_group_scale, self.domain_dim_scale, self.capacity_scale) < 0:
+            fail("mechanism term scales must be >= 0")
+        if self.capacity_terms and (len(self.capacity_terms) != len(self.tasks) or min(self.capacity_terms) < 0):
+            fail(f"capacity_terms needs one count >= 0 per task {self.tasks}, got {self.capacity_terms}")
         if self.max_history < 0 or self.history_pool < max(self.max_history, 1):
             fail("need max_history >= 0 and history_pool >= max(max_history, 1)")
 
@@ -119,6 +131,20 @@ PRESETS: dict[str, GeneratorConfig] = {
     "conflict": GeneratorConfig(rows=200_000, num_users=10_000, num_items=20_000, num_authors=2_000,
                                 tasks=("click", "like"), positive_rates=(0.30, 0.08),
                                 conflict_fraction=0.5, conflict_by="item"),
+    # The controlled double-seesaw benchmark (issue 22): dense enough to learn ids (400 rows per
+    # user, 200 per item), a test split of 200k rows, and one switchable term per mechanism.
+    # Switch one off with e.g. `python -m ray_jobs.generate --preset seesaw --set user_group_scale=0`.
+    "seesaw": GeneratorConfig(rows=2_000_000, num_users=5_000, num_items=10_000, num_authors=1_000,
+                              domain_fractions=(0.6, 0.3, 0.1), positive_rates=(0.30, 0.10, 0.04, 0.02),
+                              domain_item_scale=0.0, user_group_scale=0.8, domain_dim_scale=0.8,
+                              conflict_fraction=0.5, conflict_by="item", conflict_tasks=("click", "like"),
+                              capacity_scale=1.0, capacity_terms=(0, 1, 2, 4), files_per_split=8),
+    "seesaw-small": GeneratorConfig(rows=60_000, num_users=600, num_items=1_200, num_authors=200,
+                                    domain_fractions=(0.6, 0.3, 0.1), positive_rates=(0.30, 0.10, 0.04, 0.02),
+                                    domain_item_scale=0.0, user_group_scale=0.8, domain_dim_scale=0.8,
+                                    conflict_fraction=0.5, conflict_by="item", conflict_tasks=("click", "like"),
+                                    capacity_scale=1.0, capacity_terms=(0, 1, 2, 4), files_per_split=2,
+                                    row_group_size=8_192),
 }
 
 
@@ -152,7 +178,8 @@ class Simulation:
     Attributes:
         columns: row-aligned [N] arrays: user_id, item_id, author_id, hour, domain, the dense
             features; hist_offsets [N + 1] int32 and hist_values int64 (the multi-hot column).
-        components: name -> [N, T] logit term (shared, domain, task, dense, context).
+        components: name -> [N, T] logit term (shared, domain, task, dense, context, and the
+            enabled MECHANISM_TERMS).
         bias: [T, D] calibrated per-cell biases.
     """
 
@@ -255,8 +282,15 @@ def simulate(config: GeneratorConfig) -> Simulation:
         "dense": dense.astype(np.float64) @ dense_w.T,
         "context": config.context_scale * np.sin(2 * np.pi * hour[:, None] / HOURS + phase[domain]),
     }
-    for name in ("shared", "domain", "task"):
-        components[name][:, flipped] *= sign
+    if config.conflict_by == "item" and config.conflict_fraction > 0:
+        # the conflict as a term of its own: what flipping the second task's preferences added
+        flipped_parts = sum(components[name][:, flipped] for name in ("shared", "domain", "task"))
+        components["conflict"] = np.zeros((n, num_tasks))
+        components["conflict"][:, flipped] = np.where(conflict, -2.0 * flipped_parts, 0.0)
+    else:
+        for name in ("shared", "domain", "task"):
+            components[name][:, flipped] *= sign
+    components.update(_mechanism_terms(config, user_vec, item_vec, product, components, user, item, domain))
     bias = calibrate_bias(sum(components.values()), domain, num_domains, np.asarray(config.positive_rates))
     hist_offsets, hist_values = _history(rng, config, user_vec, item_vec, user)
     columns = {
@@ -265,6 +299,45 @@ def simulate(config: GeneratorConfig) -> Simulation:
         "hist_offsets": hist_offsets, "hist_values": hist_values,
     }
     return Simulation(columns=columns, components=components, bias=bias)
+
+
+def _mechanism_terms(config: GeneratorConfig, user_vec: np.ndarray, item_vec: np.ndarray, product: np.ndarray,
+                     base: dict[str, np.ndarray], user: np.ndarray, item: np.ndarray,
+                     domain: np.ndarray) -> dict[str, np.ndarray]:
+    """The enabled mechanism terms, name -> [N, T] logit contribution, each from its own stream.
+
+    - user_groups: sum over feature groups g (the id interaction, the dense features, the hour)
+      of (w[user, g] - 1) * that group's base term, w = exp(scale * N(0, 1)): each user weighs
+      the groups differently, which per-user gates on the towers (PPNet) can express.
+    - domain_dims: sum_k (a[domain, k] - 1) * u_k v_k / sqrt(K), a = exp(scale * N(0, 1)): each
+      domain rescales the shared embedding dims, which EPNet's per-domain gate can express.
+    - capacity: task t adds capacity_terms[t] terms tanh(3 (u P_j) . (v Q_j) / K) / sqrt(m):
+      tasks of different difficulty, which task-adaptive experts (SMES) can serve.
+    (The conflict term is built with the base terms in `simulate`.)
+    """
+    n, k, num_tasks = len(user), config.latent_dim, len(config.tasks)
+    terms: dict[str, np.ndarray] = {}
+    if config.user_group_scale > 0:
+        rng = np.random.default_rng([config.seed, 10])
+        groups = (base["shared"], base["dense"], base["context"])
+        weights = np.exp(config.user_group_scale * rng.standard_normal((config.num_users, len(groups))))
+        terms["user_groups"] = sum((weights[user, g] - 1.0)[:, None] * term for g, term in enumerate(groups))
+    if config.domain_dim_scale > 0:
+        rng = np.random.default_rng([config.seed, 11])
+        scales = np.exp(config.domain_dim_scale * rng.standard_normal((len(config.domains), k)))
+        per_row = np.einsum("nk,nk->n", product, scales[domain] - 1.0) * config.shared_scale
+        terms["domain_dims"] = np.repeat(per_row[:, None], num_tasks, axis=1)
+    if config.capacity_scale > 0 and config.capacity_terms and max(config.capacity_terms) > 0:
+        rng = np.random.default_rng([config.seed, 12])
+        most = max(config.capacity_terms)
+        p, q = rng.standard_normal((most, k, k)), rng.standard_normal((most, k, k))
+        u, v = user_vec[user], item_vec[item]
+        nonlinear = [np.tanh(3.0 * np.einsum("nk,nk->n", u @ p[j], v @ q[j]) / k) for j in range(most)]
+        terms["capacity"] = np.zeros((n, num_tasks))
+        for t, m in enumerate(config.capacity_terms):
+            if m:
+                terms["capacity"][:, t] = sum(nonlinear[:m]) * config.capacity_scale / np.sqrt(m)
+    return terms
 
 
 def _history(rng: np.random.Generator, config: GeneratorConfig, user_vec: np.ndarray,
@@ -301,6 +374,12 @@ def to_table(sim: Simulation, config: GeneratorConfig) -> pa.Table:
     arrays.update({name: pa.array(cols[name].astype(np.float32)) for name in DENSE_FEATURES})
     arrays.update({task: pa.array(labels[:, t].astype(np.int8)) for t, task in enumerate(config.tasks)})
     arrays.update({PROBABILITY_PREFIX + task: pa.array(probs[:, t].astype(np.float32)) for t, task in enumerate(config.tasks)})
+    terms = [name for name in MECHANISM_TERMS if name in sim.components]
+    if terms:
+        logit = sum(sim.components.values()) + sim.bias.T[cols["domain"]]
+        arrays.update({LOGIT_PREFIX + task: pa.array(logit[:, t].astype(np.float32)) for t, task in enumerate(config.tasks)})
+        arrays.update({f"{TERM_PREFIX}{name}_{task}": pa.array(sim.components[name][:, t].astype(np.float32))
+                       for name in terms for t, task in enumerate(config.tasks)})
     return pa.table(arrays)
 
 
