@@ -1,7 +1,8 @@
 """Generate a synthetic data set: `python -m ray_jobs.generate --out <dir> [--preset P] [--rows N]`.
 
 The double-seesaw generator (`ray_jobs.data.synthetic` documents its model): 3 domains, 4 tasks,
-Zipf ids and stored true probabilities, written as train/valid/test Parquet plus spec.json.
+Zipf ids and stored true probabilities, written as train/valid/test Parquet plus spec.json; for
+the seesaw presets it then prints what each mechanism term is worth (the oracle ablation).
 """
 
 from __future__ import annotations
@@ -11,9 +12,13 @@ import sys
 import time
 from pathlib import Path
 
+from modules.spec import DatasetSpec
 from ray_jobs.core.cli import exit_code, preset_from_args
 from ray_jobs.core.log import logger
 from ray_jobs.data.synthetic import PRESETS, generate
+from ray_jobs.evaluation.metrics import ALL_DOMAINS
+from ray_jobs.evaluation.oracle import ABLATION_FILE, oracle_ablation
+from ray_jobs.reports.comparison import ablation_table
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, help="total rows over all splits")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--conflict-fraction", type=float)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="set any generator field, e.g. --set user_group_scale=0 (a seesaw term off)")
     args = parser.parse_args(argv)
 
     def body() -> None:
@@ -31,6 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         generate(config, args.out)
         logger.info("%s: %d rows, %d domains, %d tasks in %.1fs", args.out, config.rows, len(config.domains),
                     len(config.tasks), time.perf_counter() - start)
+        ablation = oracle_ablation(args.out, DatasetSpec.load(args.out), num_resamples=50)
+        if ablation is not None:  # a seesaw preset: what each term is worth, pooled over domains
+            ablation.to_csv(args.out / ABLATION_FILE, index=False)
+            print(ablation_table(ablation[ablation["domain"] == ALL_DOMAINS]))
+            logger.info("per-domain cells: %s", args.out / ABLATION_FILE)
 
     return exit_code(body)
 

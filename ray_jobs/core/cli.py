@@ -60,8 +60,10 @@ def job_from_args(args: argparse.Namespace) -> JobConfig:
 
 def preset_from_args(presets: dict[str, C], args: argparse.Namespace, flags: tuple[str, ...]) -> C:
     """`presets[args.preset]` with every given flag of `flags` (argparse dests, which are the
-    preset's field names) set through the one override helper; flags left out keep the preset's."""
+    preset's field names) and every `--set KEY=VALUE` (if the parser has it) set through the one
+    override helper; flags left out keep the preset's values."""
     given = {name: getattr(args, name) for name in flags if getattr(args, name) is not None}
+    given.update(parse_set(getattr(args, "overrides", [])))
     return with_overrides(presets[args.preset], given, where=f"preset {args.preset}")
 
 

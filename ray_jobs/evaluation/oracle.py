@@ -18,6 +18,7 @@ import pyarrow.dataset as pads
 from modules.spec import LOGIT_PREFIX, TERM_PREFIX, DatasetSpec
 from ray_jobs.evaluation.metrics import ALL_DOMAINS, auc, bootstrap_ci
 
+ABLATION_FILE = "oracle_ablation.csv"
 ABLATION_COLUMNS = ("term", "domain", "task", "n", "positives", "oracle_auc", "without_auc", "worth",
                     "worth_low", "worth_high", "noise_ci95")
 
@@ -38,6 +39,7 @@ def oracle_ablation(data_dir: str | Path, spec: DatasetSpec, split: str = "test"
     """One row per (term, domain, task) cell, the pooled `all` domain included: the oracle's AUC,
     its AUC with the term left out, the difference (`worth`) with its paired 95% bootstrap
     interval over users, and `noise_ci95`, the half-width of the oracle AUC's own interval.
+    Tasks a term does not act on (its column all zero) have no rows for it.
     None when the split stores no mechanism terms (real data, or a preset without them)."""
     data = pads.dataset(str(Path(data_dir) / split), format="parquet")
     terms = stored_terms(data.schema.names, spec.tasks)
@@ -52,7 +54,10 @@ def oracle_ablation(data_dir: str | Path, spec: DatasetSpec, split: str = "test"
         labels = table[task].to_numpy().astype(np.float64)
         logit = table[LOGIT_PREFIX + task].to_numpy().astype(np.float64)
         for term in terms:
-            without = logit - table[f"{TERM_PREFIX}{term}_{task}"].to_numpy().astype(np.float64)
+            contribution = table[f"{TERM_PREFIX}{term}_{task}"].to_numpy().astype(np.float64)
+            if not contribution.any():
+                continue  # the term does not act on this task (e.g. the conflict on the unflipped task)
+            without = logit - contribution
             for d, name in [(None, ALL_DOMAINS), *enumerate(spec.domains)]:
                 keep = np.ones(len(domain), bool) if d is None else domain == d
                 y, full, ablated, users = labels[keep], logit[keep], without[keep], group[keep]

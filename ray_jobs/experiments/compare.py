@@ -33,6 +33,7 @@ from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE
 from ray_jobs.evaluation.conflict import bucket_aucs
 from ray_jobs.evaluation.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics
+from ray_jobs.evaluation.oracle import oracle_ablation
 from ray_jobs.evaluation.predictions import Predictions
 from ray_jobs.evaluation.uncertainty import confidence_intervals, load_predictions
 from ray_jobs.reports.comparison import METRICS, ORACLE, Analyses, RunRecord, write_report
@@ -238,7 +239,8 @@ def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareReq
         conflict = bucket_aucs(predictions, request.conflict_reference, spec.tasks, task_a, task_b)
         setup = {"task_a": task_a, "task_b": task_b, "reference": request.conflict_reference}
     notes = (f"intervals from {request.bootstrap} bootstrap resamples of the test users",) if request.bootstrap else ()
-    return Analyses(intervals, cell_intervals, conflict, setup, notes)
+    ablation = oracle_ablation(data_root, spec, num_resamples=max(request.bootstrap, 20))
+    return Analyses(intervals, cell_intervals, conflict, setup, notes, ablation)
 
 
 def compare(request: CompareRequest) -> Path:

@@ -27,7 +27,9 @@ import numpy as np
 import pandas as pd
 
 from modules.strict import ConfigError
+from ray_jobs.core.tables import markdown
 from ray_jobs.evaluation.metrics import ALL_DOMAINS, summary
+from ray_jobs.evaluation.oracle import ABLATION_FILE
 from ray_jobs.reports.plots import bucket_plot, expert_load_plot, gain_heatmap, gain_matrix, heatmap
 from ray_jobs.core.run_dir import METRICS_FILE
 
@@ -102,11 +104,6 @@ def gains(results: pd.DataFrame, labels: Sequence[str], baseline: str) -> pd.Dat
     return pd.DataFrame(rows, columns=["model", "domain", "task", "metric", "gain"])
 
 
-def _md(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
-
-
 def _f(value: float, signed: bool = False) -> str:
     return "-" if pd.isna(value) else (f"{value:+.4f}" if signed else f"{value:.4f}")
 
@@ -141,7 +138,7 @@ def _summary_md(table: pd.DataFrame, oracle: pd.DataFrame | None, baseline: str 
     if oracle is not None:
         s = summary(oracle)
         rows.append([ORACLE, "-", _f(s["mean_auc"]), "-", _f(s["mean_gauc"]), "-"] + ["-"] * (len(header) - 6))
-    return _md(header, rows)
+    return markdown(rows, header)
 
 
 def _gains_md(gain: pd.DataFrame, metric: str) -> str:
@@ -154,7 +151,7 @@ def _gains_md(gain: pd.DataFrame, metric: str) -> str:
             means = part.groupby("model")["gain"].mean()
             names = [f"**{value}**", "*mean*"] if key == "domain" else ["*mean*", f"**{value}**"]
             rows.append([*names, *(_f(means[m], True) for m in labels)])
-    return _md(["domain", "task", *labels], rows)
+    return markdown(rows, ["domain", "task", *labels])
 
 
 def _cells_md(results: pd.DataFrame, label: str, oracle: pd.DataFrame | None,
@@ -179,7 +176,7 @@ def _cells_md(results: pd.DataFrame, label: str, oracle: pd.DataFrame | None,
             o = oracle_by.loc[(domain, task)]
             row += [_f(o["auc"]), _f(o["gauc"]), f"{_f(o['auc_ci95'])} / {_f(o['gauc_ci95'])}"]
         rows.append(row)
-    return _md(header, rows)
+    return markdown(rows, header)
 
 
 @dataclass(frozen=True)
@@ -195,6 +192,7 @@ class Analyses:
     conflict: pd.DataFrame | None = None
     conflict_setup: dict[str, str] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    ablation: pd.DataFrame | None = None  # evaluation.oracle.oracle_ablation: what each generator term is worth
 
 
 def expert_loads(records: Sequence[RunRecord]) -> dict[str, dict[str, Any]]:
@@ -219,8 +217,8 @@ def _expert_load_md(loads: dict[str, dict[str, Any]]) -> str:
         entropy = float(-(load[load > 0] * np.log(load[load > 0])).sum() / np.log(e)) if e > 1 else 1.0
         rows.append([label, str(e), "-" if entry["mean_union"] is None else f"{entry['mean_union']:.2f}",
                      f"{load.max() * e:.2f}", f"{load.min() * e:.2f}", f"{entropy:.3f}", str(int((load * e < 0.1).sum()))])
-    return _md(["model", "experts E", "experts run per sample (mean union size)", "max load x E", "min load x E",
-                "load entropy / log E", "starved experts (load < 0.1/E)"], rows)
+    return markdown(rows, ["model", "experts E", "experts run per sample (mean union size)", "max load x E", "min load x E",
+                           "load entropy / log E", "starved experts (load < 0.1/E)"])
 
 
 def _conflict_md(table: pd.DataFrame, setup: dict[str, str]) -> str:
@@ -237,8 +235,19 @@ def _conflict_md(table: pd.DataFrame, setup: dict[str, str]) -> str:
             "buckets; B-overwhelming = buckets 1-3, comparable = 4-7, A-overwhelming = 8-10. "
             f"A = {setup['task_a']}, B = {setup['task_b']}. AUC per subset, mean over seeds "
             "(conflict.csv has every bucket).\n\n"
-            + _md(["task", "subset", "n", "positives", *labels], rows)
+            + markdown(rows, ["task", "subset", "n", "positives", *labels])
             + "\n![conflict buckets](heatmaps/conflict.png)\n")
+
+
+def ablation_table(ablation: pd.DataFrame) -> str:
+    """The oracle ablation as Markdown: per term and cell, the AUC the term creates (`worth`, with
+    its paired 95% interval over test users) beside the cell's noise (half-width of the oracle
+    AUC's own interval). A term a model can be shown to exploit has worth well above the noise."""
+    rows = [[r.term, r.domain, r.task, str(r.positives), _f(r.oracle_auc), _f(r.without_auc), _f(r.worth, True),
+             _ci(r.worth_low, r.worth_high, True), _f(r.noise_ci95), "yes" if r.worth_low > r.noise_ci95 else "no"]
+            for r in ablation.itertuples()]
+    return markdown(rows, ["term", "domain", "task", "positives", "oracle AUC", "AUC without the term", "worth",
+                           "worth 95% CI", "cell noise ±", "worth above noise"])
 
 
 def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRecord],
@@ -258,12 +267,18 @@ def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRe
     if analyses.intervals is not None:
         analyses.intervals.to_csv(out / "intervals.csv", index=False)
         analyses.cell_intervals.to_csv(out / "cell_intervals.csv", index=False)
+    if analyses.ablation is not None:
+        analyses.ablation.to_csv(out / ABLATION_FILE, index=False)
     if oracle is not None:
         oracle.to_csv(out / "oracle.csv", index=False)
         for metric in METRICS:
             heatmap(domain_task_cells(oracle), metric, out / "heatmaps" / f"oracle_{metric}.png", f"oracle {metric.upper()}")
     md = ["# Model comparison\n\n" + "".join(f"- {k}: {v}\n" for k, v in context.items()),
           "".join(f"- note: {n}\n" for n in analyses.notes),
+          *(["\n## What each generator term is worth (oracle ablation, test split)\n\n"
+             "The true logit scored with and without each mechanism term: the most a model built for "
+             "that mechanism can gain over one that ignores it, per cell.\n\n", ablation_table(analyses.ablation)]
+            if analyses.ablation is not None else []),
           "\n## Mean over the domain x task cells (test split)\n\n"
           "± std and min-max: spread over training seeds. 95% CI (test users): percentile interval over "
           "bootstrap resamples of the test users, the same resamples for every model; the paired gain "
