@@ -306,3 +306,35 @@ def test_mistyped_data_path_is_refused_not_generated(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and str(typo) in err and "spec.json missing" in err
     assert not typo.exists()
+
+
+def test_warnings_on_the_console_and_in_prepare_json(tmp_path, capsys):
+    """Few buckets from a tied column, a feature all OOV in valid/test, a task with few positives."""
+    frame = _frame(400)
+    frame["hours"] = np.where(np.arange(400) % 10 == 0, 60, 40)  # 2 distinct values: 10 quantiles -> 2 buckets
+    frame["serial"] = [f"s{i}" for i in range(400)]  # unique per row: never in vocabulary outside train
+    recipe = _case(tmp_path, frame, sparse=[
+        {"column": "workclass", "min_count": 1}, {"column": "serial", "min_count": 1},
+        {"column": "hours", "name": "hours_q", "buckets": {"quantiles": 10}, "min_count": 1}])
+    capsys.readouterr()
+    summary = prepare(load_recipe(recipe), tmp_path / "out")
+    console = capsys.readouterr().out
+    expected = [
+        "feature 'hours_q': buckets.quantiles asked 10 buckets, got 2",
+        "feature 'serial': 100% of valid rows are out of vocabulary",
+        "feature 'serial': 100% of test rows are out of vocabulary",
+    ]
+    labels = {"rich": frame.income == ">50K", "long_hours": frame.hours >= 45}
+    for split in ("valid", "test"):
+        ids = _table(tmp_path / "out", split).sample_id.to_numpy()
+        for task, label in labels.items():
+            positives = int(label.to_numpy()[ids].sum())
+            if positives < 20:
+                expected.append(f"task {task!r}: {positives} positive(s) in {split} (< 20)")
+    assert any(e.startswith("task 'long_hours'") for e in expected)  # 10% of ~80 rows: the case is exercised
+    written = yaml.safe_load((tmp_path / "out" / "prepare.json").read_text())["warnings"]
+    assert written == summary["warnings"] and len(written) == len(expected)
+    for part in expected:
+        assert any(w.startswith(part) for w in written), (part, written)
+        assert f"[seesaw] prepare: {part}" in console
+    assert not any("'workclass'" in w for w in written)
