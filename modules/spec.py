@@ -63,7 +63,7 @@ class DatasetSpec:
     tasks: tuple[str, ...]
     domains: tuple[str, ...]
     domain_column: str = "domain"
-    group_column: str = "user_id"
+    group_column: str | None = "user_id"  # None: no GAUC groups (metrics report GAUC as absent)
     id_column: str | None = None
 
     def __post_init__(self) -> None:
@@ -112,7 +112,7 @@ class DatasetSpec:
         cols = list(self.feature_names) + list(self.dense_features) + list(self.tasks)
         if self.domain_column not in cols:
             cols.append(self.domain_column)
-        if self.group_column not in cols:
+        if self.group_column is not None and self.group_column not in cols:
             cols.append(self.group_column)
         if self.id_column is not None and self.id_column not in cols:
             cols.append(self.id_column)

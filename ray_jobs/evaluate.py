@@ -11,7 +11,7 @@ import sys
 
 from ray_jobs.core.cli import exit_code
 from ray_jobs.core.log import logger
-from ray_jobs.core.tables import cells_table
+from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import SPLITS
 from ray_jobs.training.scoring import score_checkpoint
 
@@ -27,8 +27,8 @@ def main(argv: list[str] | None = None) -> int:
     def body() -> None:
         metrics, cells = score_checkpoint(args.checkpoint, args.data, args.split, args.num_workers)
         print(cells_table(cells))
-        logger.info("%s mean AUC %.4f, mean GAUC %.4f on %d worker(s)", args.split, metrics[f"{args.split}_mean_auc"],
-                    metrics[f"{args.split}_mean_gauc"], metrics["world_size"])
+        logger.info("%s mean AUC %s, mean GAUC %s on %d worker(s)", args.split, cell(metrics[f"{args.split}_mean_auc"]),
+                    cell(metrics[f"{args.split}_mean_gauc"]), metrics["world_size"])
 
     return exit_code(body)
 

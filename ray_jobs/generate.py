@@ -1,8 +1,9 @@
 """Generate a synthetic data set: `python -m ray_jobs.generate --out <dir> [--preset P] [--rows N]`.
 
-The double-seesaw generator (`ray_jobs.data.synthetic` documents its model): 3 domains, 4 tasks,
-Zipf ids and stored true probabilities, written as train/valid/test Parquet plus spec.json; for
-the seesaw presets it then prints what each mechanism term is worth (the oracle ablation).
+The double-seesaw generator (`ray_jobs.data.synthetic`) writes train/valid/test Parquet plus
+spec.json; for the seesaw presets it then prints what each mechanism term is worth (the oracle
+ablation). `--raw census|log` writes raw files for `ray_jobs.prepare` instead
+(`ray_jobs.data.raw_files`: a headerless census-style CSV, or a chunked CSV interaction log).
 """
 
 from __future__ import annotations
@@ -30,9 +31,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conflict-fraction", type=float)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="set any generator field, e.g. --set user_group_scale=0 (a seesaw term off)")
+    parser.add_argument("--raw", choices=("census", "log"), help="write raw files for prepare instead of a data set")
+    parser.add_argument("--files", type=int, default=4, help="--raw log: number of CSV files")
     args = parser.parse_args(argv)
 
     def body() -> None:
+        if args.raw:
+            from ray_jobs.data.raw_files import write_raw
+
+            write_raw(args.raw, args.out, args.rows, args.files, args.seed or 0)
+            return
         config = preset_from_args(PRESETS, args, ("rows", "seed", "conflict_fraction"))
         start = time.perf_counter()
         generate(config, args.out)

@@ -72,7 +72,8 @@ class Collator(ArrowBatchCollateFn):
             dense=torch.from_numpy(_float_matrix(table, self.spec.dense_features)),
             labels=torch.from_numpy(_float_matrix(table, self.spec.tasks)),
             domain=_int64_tensor(table, self.spec.domain_column),
-            group=_int64_tensor(table, self.spec.group_column),
+            group=(_int64_tensor(table, self.spec.group_column) if self.spec.group_column
+                   else torch.zeros(table.num_rows, dtype=torch.int64)),
             weight=torch.ones(table.num_rows, dtype=torch.float32),
             sample_id=(_int64_tensor(table, self.spec.id_column) if self.spec.id_column
                        else torch.full((table.num_rows,), -1, dtype=torch.int64)),

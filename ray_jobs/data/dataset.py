@@ -97,7 +97,8 @@ def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(
     for f in spec.sparse_features:
         _check_type(path, f.name, schema.field(f.name).type, "list<int>" if f.multi_hot else "int")
     _check_type(path, spec.domain_column, schema.field(spec.domain_column).type, "int")
-    _check_type(path, spec.group_column, schema.field(spec.group_column).type, "int")
+    if spec.group_column is not None:
+        _check_type(path, spec.group_column, schema.field(spec.group_column).type, "int")
     if spec.id_column is not None:
         _check_type(path, spec.id_column, schema.field(spec.id_column).type, "int")
     for name in (*spec.dense_features, *spec.tasks):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,85 +27,183 @@ import pyarrow.parquet as pq
 from modules.spec import DatasetSpec, SparseFeature
 from modules.strict import to_dict
 from ray_jobs.core.errors import RawDataError
+from ray_jobs.core.log import logger
 from ray_jobs.data.dataset import SPLITS
-from ray_jobs.data.recipe import DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, Recipe, Source, Split, SparseSpec
+from ray_jobs.data.readers import Origin, _unify, read_source
+from ray_jobs.data.recipe import (DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, DaySplit, Domain, RandomSplit, Recipe,
+                                  Split, SparseSpec, Task)
+from ray_jobs.data.splits import assign, fnv1a64, uniform
 
 OTHER = "other"
 OOV = 0
+OOV_WARN_RATE = 0.95  # a feature this much out of vocabulary in valid/test carries almost nothing there
+MIN_POSITIVES = 20  # fewer positives in valid/test: that task's AUC is noise
 MARKER = "prepare.json"
 PART = "part-00000.parquet"
 
 
 @dataclass(frozen=True)
 class RawLog:
-    """The joined raw rows (index = row number in the log file) and the file of each column."""
+    """The joined raw rows (index = row number in the stacked log) and where each column came
+    from: `sources` column -> Origin (files and their first rows); `rows` joined column ->
+    the frame column holding the row number in its side table; `split` the split ids of
+    pre-split inputs (split.files), else None."""
 
     frame: pd.DataFrame
-    sources: dict[str, Path]
+    sources: dict[str, Origin]
+    rows: dict[str, str] = field(default_factory=dict)
+    split: np.ndarray | None = None
 
     def where(self, column: str) -> str:
         return str(self.sources.get(column, "input"))
 
     def take(self, mask: np.ndarray) -> "RawLog":
-        return RawLog(self.frame[mask], self.sources)
+        return RawLog(self.frame[mask], self.sources, self.rows)
+
+    def locate(self, column: str, i: int) -> tuple[str, int]:
+        """(file, row within that file) of the i-th row of the frame, for `column`."""
+        row = int(self.frame[self.rows[column]].iloc[i]) if column in self.rows else int(self.frame.index[i])
+        origin = self.sources.get(column)
+        if origin is None:
+            return "input", row
+        path, row = origin.locate(row)
+        return str(path), row
 
     def first_bad(self, column: str, bad: np.ndarray, problem: str) -> RawDataError:
         """An error for the first row flagged in `bad`, quoting its raw value."""
         i = int(np.flatnonzero(bad)[0])
         value = self.frame[column].iloc[i]
         value = value.item() if isinstance(value, np.generic) else value
-        row = self.frame.index[i]
-        return RawDataError(f"{self.where(column)}: column {column!r}, row {row}: value {value!r} {problem}")
+        value = None if value is pd.NA or (isinstance(value, float) and np.isnan(value)) else value
+        path, row = self.locate(column, i)
+        return RawDataError(f"{path}: column {column!r}, row {row}: value {value!r} {problem}")
 
 
-def read_table(source: Source, raw_dir: Path | None = None, root: str | Path | None = None) -> tuple[pd.DataFrame, Path]:
-    """One raw file as a DataFrame with a 0..n-1 index; empty or missing files are errors."""
-    path = source.resolve(raw_dir, root)
-    if not path.is_file():
-        raise RawDataError(f"{path}: file not found")
-    fmt = source.file_format()
-    try:
-        if fmt == "parquet":
-            frame = pd.read_parquet(path)
-        else:
-            frame = pd.read_csv(path, sep="\t" if fmt == "tsv" else ",")
-    except pd.errors.EmptyDataError as exc:
-        raise RawDataError(f"{path}: file is empty") from exc
-    if frame.empty:
-        raise RawDataError(f"{path}: file has no rows")
-    return frame.reset_index(drop=True), path
+def _frame(table: pa.Table) -> pd.DataFrame:
+    return table.to_pandas(date_as_object=False)
+
+
+def _needed(recipe: Recipe) -> list[str]:
+    needed = [recipe.domain.column] + [t.column for t in recipe.tasks]
+    needed += [f.column for f in recipe.sparse + recipe.dense]
+    if recipe.split.kind == "day":
+        needed.append(recipe.split.column)
+    if recipe.split.kind == "random" and recipe.split.random.key is not None:
+        needed.append(recipe.split.random.key)
+    return list(dict.fromkeys(needed))
+
+
+def _read_log(recipe: Recipe, raw_dir: Path | None) -> tuple[pa.Table, Origin, np.ndarray | None]:
+    """The log's rows, their Origin and, for pre-split inputs, each row's split id."""
+    if recipe.split.kind != "files":
+        table, origin = read_source(recipe.log.source(), raw_dir, recipe.root)
+        return table, origin, None
+    parts = [read_source(recipe.log.source(getattr(recipe.split.files, name)), raw_dir, recipe.root)
+             for name in SPLITS]
+    files = tuple(f for _, o in parts for f in o.files)
+    table = _unify([t for t, _ in parts], tuple(o.files[0] for _, o in parts))
+    sizes = [t.num_rows for t, _ in parts]
+    offsets = np.cumsum([0] + sizes[:-1])
+    starts = tuple(int(off + s) for off, (_, o) in zip(offsets, parts) for s in o.starts)
+    split = np.repeat(np.arange(len(SPLITS), dtype=np.int8), sizes)
+    return table, Origin(files, starts), split
 
 
 def load_raw(recipe: Recipe, raw_dir: Path | None = None) -> RawLog:
     """Reads the log, left-joins the side tables and checks every column the recipe uses."""
-    frame, log_path = read_table(recipe.log, raw_dir, recipe.root)
-    sources = {c: log_path for c in frame.columns}
-    for join in recipe.joins:
-        side, side_path = read_table(join.source, raw_dir, recipe.root)
-        for table, path in ((frame, log_path), (side, side_path)):
-            if join.key not in table.columns:
-                raise RawDataError(f"{path}: join key column {join.key!r} not found")
+    table, log_origin, preset = _read_log(recipe, raw_dir)
+    frame = _frame(table)
+    sources = {c: log_origin for c in frame.columns}
+    rows: dict[str, str] = {}
+    for j, join in enumerate(recipe.joins):
+        side_table, side_origin = read_source(join.source, raw_dir, recipe.root)
+        side = _frame(side_table)
+        for names, where in ((frame.columns, log_origin), (side.columns, side_origin)):
+            if join.key not in names:
+                raise RawDataError(f"{where}: join key column {join.key!r} not found; columns are {list(names)}")
         clash = sorted((set(side.columns) & set(frame.columns)) - {join.key})
         if clash:
-            raise RawDataError(f"{side_path}: column(s) {clash} already come from {[str(sources[c]) for c in clash]}")
+            raise RawDataError(f"{side_origin}: column(s) {clash} already come from {[str(sources[c]) for c in clash]}")
         dup = side[join.key].duplicated().to_numpy()
         if dup.any():
-            raise RawLog(side, {join.key: side_path}).first_bad(join.key, dup, "appears more than once")
+            raise RawLog(side, {join.key: side_origin}).first_bad(join.key, dup, "appears more than once")
         missing = ~frame[join.key].isin(side[join.key]).to_numpy()
         if missing.any():
-            raise RawLog(frame, sources).first_bad(join.key, missing, f"has no row in {side_path}")
+            raise RawLog(frame, sources, rows).first_bad(join.key, missing, f"has no row in {side_origin}")
+        row_column = f"__join{j}_row"
+        side[row_column] = np.arange(len(side), dtype=np.int64)
+        index = frame.index
         frame = frame.merge(side, on=join.key, how="left", validate="many_to_one")
-        sources.update({c: side_path for c in side.columns if c != join.key})
-    needed = [recipe.split.column, recipe.domain.column]
-    needed += [t.column for t in recipe.tasks] + [f.column for f in recipe.sparse + recipe.dense]
-    files = sorted({str(p) for p in sources.values()})
-    for column in dict.fromkeys(needed):
+        frame.index = index
+        sources.update({c: side_origin for c in side.columns if c != join.key})
+        rows.update({c: row_column for c in side.columns if c not in (join.key, row_column)})
+    files = sorted({str(p) for o in sources.values() for p in o.files})
+    for column in _needed(recipe):
         if column not in frame.columns:
-            raise RawDataError(f"{files}: column {column!r} not found; columns are {list(frame.columns)}")
-    return RawLog(frame, sources)
+            shown = [c for c in frame.columns if not c.startswith("__join")]
+            raise RawDataError(f"{files if len(files) < 6 else str(log_origin)}: column {column!r} not found; "
+                               f"columns are {shown}")
+    raw = RawLog(frame, sources, rows, preset)
+    check_rules(raw, recipe)
+    return raw
+
+
+def check_rules(raw: RawLog, recipe: Recipe) -> None:
+    """Every value a recipe rule names must occur in the log: a `positive` label value or a
+    `domain.map` key that never appears is a typo, which would otherwise give an all-zero task
+    or an empty domain silently."""
+    for task in recipe.tasks:
+        if task.positive is not None:
+            present = set(canonical(raw.frame[task.column]).dropna().unique())
+            for value in task.positive:
+                if canonical_scalar(value) not in present:
+                    raise RawDataError(f"{raw.where(task.column)}: task {task.output!r}: positive value {value!r} "
+                                       f"never appears in column {task.column!r} (values: {_some(present)})")
+    if recipe.domain.map is not None:
+        column = recipe.domain.column
+        present = set(canonical(raw.frame[column]).dropna().unique())
+        for value in recipe.domain.map:
+            if canonical_scalar(value) not in present:
+                raise RawDataError(f"{raw.where(column)}: domain.map: value {value!r} never appears in column "
+                                   f"{column!r} (values: {_some(present)})")
+
+
+def _some(values: set[str], limit: int = 8) -> str:
+    shown = sorted(values)[:limit]
+    return ", ".join(repr(v) for v in shown) + (", ..." if len(values) > limit else "")
 
 
 def split_ids(raw: RawLog, split: Split) -> np.ndarray:
+    """[N] int in {0, 1, 2} (train, valid, test) by the recipe's split kind."""
+    if split.kind == "files":
+        ids = raw.split
+    elif split.kind == "random":
+        ids = random_split_ids(raw, split.random)
+    else:
+        ids = day_split_ids(raw, split.day)
+    for i, name in enumerate(SPLITS):
+        if not (ids == i).any():
+            column = split.column or (split.random.key if split.random else None) or "split"
+            raise RawDataError(f"{raw.where(column) if column in raw.sources else 'split'}: split {name!r} has no rows "
+                               f"({split.kind} split)")
+    return ids
+
+
+def random_split_ids(raw: RawLog, rule: RandomSplit) -> np.ndarray:
+    """[N] split ids from a hash of the key column's values (rows of one key stay together,
+    whatever the row order) or of the row number in the log."""
+    if rule.key is None:
+        h = raw.frame.index.to_numpy().astype(np.uint64)
+    else:
+        values = canonical(raw.frame[rule.key])
+        missing = values.isna().to_numpy()
+        if missing.any():
+            raise raw.first_bad(rule.key, missing, "is missing (split.random.key needs a value in every row)")
+        h = fnv1a64(pa.array(values.to_numpy(object), pa.string()))
+    return assign(uniform(h, rule.seed), rule.valid, rule.test)
+
+
+def day_split_ids(raw: RawLog, split: DaySplit) -> np.ndarray:
     """[N] int in {0, 1, 2} (train, valid, test) by calendar day since the log's first day."""
     values = raw.frame[split.column]
     if pd.api.types.is_datetime64_any_dtype(values):
@@ -120,11 +218,7 @@ def split_ids(raw: RawLog, split: Split) -> np.ndarray:
     late = day >= ends[-1]
     if late.any():
         raise raw.first_bad(split.column, late, f"falls after the split's {ends[-1]} days")
-    ids = np.searchsorted(ends[:-1], day, side="right")
-    for i, name in enumerate(SPLITS):
-        if not (ids == i).any():
-            raise RawDataError(f"{raw.where(split.column)}: column {split.column!r}: split {name!r} has no rows")
-    return ids
+    return np.searchsorted(ends[:-1], day, side="right")
 
 
 def canonical(values: pd.Series) -> pd.Series:
@@ -134,6 +228,11 @@ def canonical(values: pd.Series) -> pd.Series:
         if np.isfinite(present).all() and (present % 1 == 0).all():
             values = values.astype("Int64")
     return values.astype("string")
+
+
+def canonical_scalar(value: object) -> str:
+    """The canonical string of one recipe value (a YAML 7, 7.0 or "7" -> "7")."""
+    return str(canonical(pd.Series([value])).iloc[0])
 
 
 def _ranked(values: pd.Series, min_count: int) -> pd.DataFrame:
@@ -256,17 +355,51 @@ def fit_encoders(train: RawLog, recipe: Recipe) -> Encoders:
             raise RawDataError(f"{train.where(d.column)}: column {d.column!r} has no values in the training split")
         std = float(np.nanstd(t))
         dense[d.output] = (float(np.nanmean(t)), std if std > 0 else 1.0)
-    kept = tuple(_ranked(train.frame[recipe.domain.column], max(recipe.domain.min_rows, 1))["value"])
-    domains = kept if OTHER in kept else kept + (OTHER,)
+    kept = tuple(_ranked(domain_values(train, recipe.domain), max(recipe.domain.min_rows, 1))["value"])
+    domains = tuple(d for d in kept if d != OTHER) + (OTHER,)  # always last: any later row can be encoded
     return Encoders(vocabs, boundaries, dense, domains)
 
 
-def _labels(raw: RawLog, column: str) -> np.ndarray:
-    values = pd.to_numeric(raw.frame[column], errors="coerce")
-    bad = ~values.isin([0, 1]).to_numpy()
+def labels(raw: RawLog, task: Task) -> np.ndarray:
+    """[N] int8 labels of one task: the 0/1 column itself, or 1 where the raw value is one of
+    `positive` (as strings), or 1 where the number is >= `threshold`; a missing value is an error."""
+    column = task.column
+    values = raw.frame[column]
+    if task.positive is not None:
+        text = canonical(values)
+        missing = text.isna().to_numpy()
+        if missing.any():
+            raise raw.first_bad(column, missing, f"is missing (task {task.output!r} needs a label in every row)")
+        positive = [canonical_scalar(v) for v in task.positive]
+        return text.isin(positive).to_numpy().astype(np.int8)
+    if task.threshold is not None:
+        x = _numeric(raw, column).to_numpy()
+        missing = np.isnan(x)
+        if missing.any():
+            raise raw.first_bad(column, missing, f"is missing (task {task.output!r} needs a label in every row)")
+        return (x >= task.threshold).astype(np.int8)
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = ~numbers.isin([0, 1]).to_numpy()
     if bad.any():
-        raise raw.first_bad(column, bad, "is not a label in {0, 1}")
-    return values.to_numpy().astype(np.int8)
+        raise raw.first_bad(column, bad, "is not a label in {0, 1} (set `positive` or `threshold` to derive one)")
+    return numbers.to_numpy().astype(np.int8)
+
+
+def domain_values(raw: RawLog, domain: Domain) -> pd.Series:
+    """The domain name of each row as a string: the raw value, or its `map` entry (values the
+    map does not name, and missing values, -> "other")."""
+    values = canonical(raw.frame[domain.column])
+    if domain.map is None:
+        return values
+    mapping = {canonical_scalar(k): v for k, v in domain.map.items()}
+    return values.map(mapping).fillna(OTHER).astype("string")
+
+
+def group_column(recipe: Recipe) -> str | None:
+    """The raw column of the recipe's group feature (`group` names a sparse feature's output)."""
+    if recipe.group is None:
+        return None
+    return next(f.column for f in recipe.sparse if f.output == recipe.group)
 
 
 def encode(raw: RawLog, recipe: Recipe, encoders: Encoders) -> pa.Table:
@@ -281,11 +414,12 @@ def encode(raw: RawLog, recipe: Recipe, encoders: Encoders) -> pa.Table:
         z = ((_signed_log1p(x) if d.log1p else x) - mean) / std
         columns[d.output] = pa.array(np.nan_to_num(z, nan=0.0).astype(np.float32))
     for t in recipe.tasks:
-        columns[t.output] = pa.array(_labels(raw, t.column))
-    position = pd.Index(encoders.domains).get_indexer(canonical(raw.frame[recipe.domain.column]))
+        columns[t.output] = pa.array(labels(raw, t))
+    position = pd.Index(encoders.domains).get_indexer(domain_values(raw, recipe.domain))
     domain = np.where(position >= 0, position, encoders.domains.index(OTHER))
     columns[DOMAIN_COLUMN] = pa.array(domain.astype(np.int64))
-    columns[GROUP_COLUMN] = pa.array(group_ids(raw.frame[recipe.group]))
+    if recipe.group is not None:
+        columns[GROUP_COLUMN] = pa.array(group_ids(raw.frame[group_column(recipe)]))
     columns[ID_COLUMN] = pa.array(raw.frame.index.to_numpy().astype(np.int64))
     return pa.table(columns)
 
@@ -313,7 +447,7 @@ def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
         tasks=tuple(t.output for t in recipe.tasks),
         domains=encoders.domains,
         domain_column=DOMAIN_COLUMN,
-        group_column=GROUP_COLUMN,
+        group_column=GROUP_COLUMN if recipe.group is not None else None,
         id_column=ID_COLUMN,
     )
 
@@ -332,6 +466,30 @@ def _summary(recipe: Recipe, spec: DatasetSpec, tables: dict[str, pa.Table]) -> 
         },
         "oov_rate": {s: {f: rate(t, f, OOV) for f in spec.feature_names} for s, t in tables.items()},
     }
+
+
+def warnings_of(recipe: Recipe, encoders: Encoders, summary: dict, tables: dict[str, pa.Table]) -> list[str]:
+    """What prepare could do but the user should know: features mostly out of vocabulary in
+    valid/test, quantile rules that gave fewer buckets than asked (ties in the training
+    values), tasks with too few positives in valid/test to measure."""
+    found = []
+    for f in recipe.sparse:
+        if f.buckets is not None and f.buckets.quantiles is not None:
+            got = len(encoders.boundaries[f.output]) + 1
+            if got < f.buckets.quantiles:
+                found.append(f"feature {f.output!r}: buckets.quantiles asked {f.buckets.quantiles} buckets, got {got} "
+                             f"(tied training values of column {f.column!r} share cut points)")
+    for split in ("valid", "test"):
+        for name, rate in summary["oov_rate"][split].items():
+            if rate >= OOV_WARN_RATE:
+                found.append(f"feature {name!r}: {rate:.0%} of {split} rows are out of vocabulary (id 0); lower its "
+                             "min_count or bucket it")
+        for task in (t.output for t in recipe.tasks):
+            positives = int(np.sum(tables[split][task].to_numpy()))
+            if positives < MIN_POSITIVES:
+                found.append(f"task {task!r}: {positives} positive(s) in {split} (< {MIN_POSITIVES}); its {split} "
+                             "metrics are noise")
+    return found
 
 
 def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None) -> dict:
@@ -354,5 +512,8 @@ def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None) -> dic
         (out / name).mkdir()
         pq.write_table(table, out / name / PART, compression="zstd")
     summary = _summary(recipe, spec, tables)
+    summary["warnings"] = warnings_of(recipe, encoders, summary, tables)
+    for warning in summary["warnings"]:
+        logger.warning("prepare: %s", warning)
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

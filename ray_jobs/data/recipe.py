@@ -7,7 +7,7 @@ only reader; `docs/data.md` documents every key with the KuaiRand recipe as the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
@@ -22,20 +22,59 @@ GROUP_COLUMN = "group_id"  # the output column holding GAUC groups (raw user ids
 ID_COLUMN = "sample_id"  # the output column holding each row's line number in the raw log
 
 
-@dataclass(frozen=True)
-class Source:
-    """One raw file. `format` defaults to the file suffix (.csv, .tsv, .parquet)."""
+COMPRESSION = ("gz", "bz2", "zst", "lz4")  # suffixes pyarrow decompresses by itself
+Scalar = str | int | float | bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Reader:
+    """How to read raw files: the format and the CSV/TSV options (ignored for Parquet).
+
+    format: csv, tsv or parquet; default the files' suffix (.csv, .tsv, .parquet, each maybe
+    .gz/.bz2/.zst). header: the first line holds column names. names: column names, required
+    when `header` is false (with a header they replace its names). sep: the delimiter (one
+    character; default "," for csv, tab for tsv). na_values: extra strings read as missing, on
+    top of pyarrow's defaults ("", "NA", "NaN", "null", "N/A", ...). strip: trim spaces around
+    every string value (a "comma-plus-space" file), before `na_values` are matched.
+    skip_rows: lines skipped before the header (or the first row). quote_char, encoding: as in
+    pyarrow.csv. types: column -> "string" | "int64" | "float64" | "bool", forcing a column's type
+    (e.g. zip codes with leading zeros); every other column's type is inferred.
+    """
+
+    format: Format | None = None
+    header: bool = True
+    names: tuple[str, ...] | None = None
+    sep: str | None = None
+    na_values: tuple[str, ...] = ()
+    strip: bool = False
+    skip_rows: int = 0
+    quote_char: str = '"'
+    encoding: str = "utf8"
+    types: dict[str, Literal["string", "int64", "float64", "bool"]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.header and not self.names:
+            raise ConfigError("header: false needs `names` (the column names)")
+        if self.names is not None and len(set(self.names)) != len(self.names):
+            raise ConfigError(f"names: a column name repeats in {list(self.names)}")
+        if self.sep is not None and len(self.sep) != 1:
+            raise ConfigError(f"sep: {self.sep!r} must be one character (for \", \" separated files "
+                              "use sep: \",\" with strip: true)")
+        if self.skip_rows < 0:
+            raise ConfigError("skip_rows must be >= 0")
+
+    def options(self) -> "Reader":
+        """These reading options alone (a Source or Join without its path)."""
+        return Reader(**{f.name: getattr(self, f.name) for f in fields(Reader)})
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source(Reader):
+    """Raw rows: one file, a directory (every csv/tsv/parquet file under it, sorted by path) or
+    a glob (`logs/part-*.csv`), read with the `Reader` options. Files are read in sorted path
+    order, which is the row order of the log (sample_id, error rows)."""
 
     path: str
-    format: Format | None = None
-
-    def file_format(self) -> Format:
-        if self.format is not None:
-            return self.format
-        suffix = Path(self.path).suffix.lower().lstrip(".")
-        if suffix not in ("csv", "tsv", "parquet"):
-            raise ConfigError(f"{self.path}: cannot tell the format from the suffix; set `format`")
-        return suffix  # type: ignore[return-value]
 
     def resolve(self, raw_dir: Path | None, root: str | Path | None = None) -> Path:
         """`raw_dir` (the CLI's --raw-dir) holds every file by name; else the path as written,
@@ -45,22 +84,69 @@ class Source:
             return raw_dir / path.name
         return path if path.is_absolute() or root is None else Path(root) / path
 
+    def files(self, raw_dir: Path | None, root: str | Path | None = None) -> tuple[Path, ...]:
+        """The files this source names, sorted; a RawDataError when there are none."""
+        from ray_jobs.core.errors import RawDataError
 
-@dataclass(frozen=True)
-class Join:
+        path = self.resolve(raw_dir, root)
+        if any(ch in self.path for ch in "*?["):
+            base = Path(path.anchor) if path.is_absolute() else Path(".")
+            found = sorted(p for p in base.glob(str(path.relative_to(base))) if p.is_file())
+        elif path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith((".", "_"))
+                           and _suffix(p) in ("csv", "tsv", "parquet"))
+        else:
+            found = [path] if path.is_file() else []
+        if not found:
+            raise RawDataError(f"{path}: file not found" if not path.is_dir() else
+                               f"{path}: directory holds no .csv, .tsv or .parquet files")
+        return tuple(found)
+
+    def file_format(self, path: Path | None = None) -> Format:
+        if self.format is not None:
+            return self.format
+        suffix = _suffix(path or Path(self.path))
+        if suffix not in ("csv", "tsv", "parquet"):
+            raise ConfigError(f"{path or self.path}: cannot tell the format from the suffix; set `format`")
+        return suffix  # type: ignore[return-value]
+
+
+def _suffix(path: Path) -> str:
+    """The format suffix of `path`, looking past a compression suffix (`a.csv.gz` -> csv)."""
+    suffixes = [s.lower().lstrip(".") for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSION:
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Log(Reader):
+    """The interaction log: `path` (file, directory or glob) and the reading options; with
+    `split.files` the path is left out and each split names its own."""
+
+    path: str | None = None
+
+    def source(self, path: str | None = None) -> Source:
+        """The Source of `path` (default the log's own) read with these options."""
+        return Source(path=path or self.path, **{f.name: getattr(self, f.name) for f in fields(Reader)})
+
+    def resolve(self, raw_dir: Path | None, root: str | Path | None = None) -> Path:
+        return self.source().resolve(raw_dir, root)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Join(Source):
     """A side table left-joined on column `key`; every log key must be present, each exactly once."""
 
-    path: str
     key: str
-    format: Format | None = None
 
     @property
     def source(self) -> Source:
-        return Source(self.path, self.format)
+        return Source(path=self.path, **{f.name: getattr(self, f.name) for f in fields(Reader)})
 
 
 @dataclass(frozen=True)
-class Split:
+class DaySplit:
     """Split by calendar day counted from the log's first day: train, then valid, then test."""
 
     column: str
@@ -75,20 +161,103 @@ class Split:
 
 
 @dataclass(frozen=True)
+class RandomSplit:
+    """A seeded random split: each row (or, with `key`, each value of column `key`, so all rows
+    of one user stay together) lands in test with probability `test`, valid with `valid`, else
+    train. The draw is a hash (FNV-1a of the value's UTF-8 bytes, or of the row number, mixed
+    with `seed` by splitmix64), so it is the same on every run and machine, and a keyed split
+    does not change when the rows are reordered."""
+
+    valid: float = 0.1
+    test: float = 0.2
+    seed: int = 0
+    key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 < self.valid < 1 and 0 < self.test < 1 and self.valid + self.test < 1):
+            raise ConfigError(f"split.random: valid ({self.valid}) and test ({self.test}) must be in (0, 1) "
+                              "and sum to less than 1")
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """Pre-split inputs: each split's own file, directory or glob, read with the `log` options."""
+
+    train: str
+    valid: str
+    test: str
+
+
+@dataclass(frozen=True)
+class Split:
+    """Exactly one of: the day split (column, train_days, valid_days, test_days, format at this
+    level, as before), `random` (RandomSplit) or `files` (FileSplit)."""
+
+    column: str | None = None
+    train_days: int | None = None
+    valid_days: int = 1
+    test_days: int = 1
+    format: str = "%Y%m%d"
+    random: RandomSplit | None = None
+    files: FileSplit | None = None
+
+    def __post_init__(self) -> None:
+        kinds = [k for k, set_ in (("day", self.column is not None or self.train_days is not None),
+                                   ("random", self.random is not None), ("files", self.files is not None)) if set_]
+        if len(kinds) != 1:
+            raise ConfigError("split: set exactly one of {column, train_days} (by day), random or files; "
+                              f"got {kinds or 'none'}")
+        if kinds == ["day"]:
+            if self.column is None or self.train_days is None:
+                raise ConfigError("split: the day split needs both `column` and `train_days`")
+            self.day  # validates the day counts
+
+    @property
+    def kind(self) -> Literal["day", "random", "files"]:
+        return "random" if self.random is not None else "files" if self.files is not None else "day"
+
+    @property
+    def day(self) -> DaySplit:
+        return DaySplit(self.column, self.train_days, self.valid_days, self.test_days, self.format)
+
+
+@dataclass(frozen=True)
 class Domain:
-    """The raw column whose values are the domains; segments under `min_rows` training rows
-    (and values unseen in training) become the domain "other"."""
+    """The raw column whose values are the domains. `map` renames raw values to domains
+    (several values may share one; values the map does not name become "other"); then
+    domains under `min_rows` training rows (and values unseen in training) become "other"."""
 
     column: str
     min_rows: int = 0
+    map: dict[Scalar, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.map is not None:
+            if not self.map:
+                raise ConfigError("domain.map: empty; leave it out to use the raw values")
+            bad = [v for v in self.map.values() if not v]
+            if bad:
+                raise ConfigError(f"domain.map: a domain name is empty: {self.map}")
 
 
 @dataclass(frozen=True)
 class Task:
-    """A binary label column; the task (and output column) is called `name`, default `column`."""
+    """A binary task read from column `column`; the task (and output column) is called `name`,
+    default `column`. With neither rule the column must hold 0/1. `positive`: the raw values
+    that mean 1 (compared as strings, so 1, 1.0 and "1" agree), every other value is 0, and
+    each listed value must occur in the log (a typo fails instead of giving all zeros).
+    `threshold`: 1 where the numeric value is >= threshold, else 0. A missing value is an error."""
 
     column: str
     name: str | None = None
+    positive: tuple[Scalar, ...] | None = None
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.positive is not None and self.threshold is not None:
+            raise ConfigError(f"task {self.output!r}: set at most one of positive, threshold")
+        if self.positive is not None and not self.positive:
+            raise ConfigError(f"task {self.output!r}: positive is an empty list")
 
     @property
     def output(self) -> str:
@@ -154,14 +323,14 @@ class DenseSpec:
 class Recipe:
     """Everything `python -m ray_jobs.prepare` needs to turn raw files into a data set."""
 
-    log: Source
+    log: Log
     split: Split
     domain: Domain
     tasks: tuple[Task, ...]
     sparse: tuple[SparseSpec, ...]
     joins: tuple[Join, ...] = ()
     dense: tuple[DenseSpec, ...] = ()
-    group: str = "user_id"
+    group: str | None = "user_id"
     embedding_dim: int = 16
     min_count: int = 10
     root: str | None = None  # folder that relative raw paths resolve against; load_recipe: the recipe's folder
@@ -178,8 +347,12 @@ class Recipe:
         clash = sorted(set(outputs) & {DOMAIN_COLUMN, GROUP_COLUMN})
         if clash:
             raise ConfigError(f"recipe: {clash} is reserved for the domain id column")
-        if self.group not in [f.output for f in self.sparse]:
-            raise ConfigError(f"recipe: group {self.group!r} must name a sparse feature")
+        if self.group is not None and self.group not in [f.output for f in self.sparse]:
+            raise ConfigError(f"recipe: group {self.group!r} must name a sparse feature (or group: null: no GAUC)")
+        if self.split.kind == "files" and self.log.path is not None:
+            raise ConfigError("recipe: split.files names the inputs; leave log.path out (log keeps the reading options)")
+        if self.split.kind != "files" and self.log.path is None:
+            raise ConfigError("recipe: log.path is required (unless split.files names the inputs)")
         if self.min_count < 1 or self.embedding_dim < 1:
             raise ConfigError("recipe: min_count and embedding_dim must be >= 1")
 

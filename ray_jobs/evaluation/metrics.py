@@ -138,12 +138,13 @@ def _cells(labels: np.ndarray, probs: np.ndarray, cell: np.ndarray, user: np.nda
     return stats
 
 
-def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, group: np.ndarray,
+def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, group: np.ndarray | None,
                  tasks: Sequence[str], domains: Sequence[str]) -> pd.DataFrame:
     """AUC, GAUC and logloss of every (domain, task) cell, plus per-task rows over all domains.
 
     Args: probs [N, T] predicted probabilities; labels [N, T] in {0, 1}; domain [N] ids in
-        [0, len(domains)); group [N] GAUC group ids (users); tasks, domains: names in order.
+        [0, len(domains)); group [N] GAUC group ids (users), or None for a data set without
+        groups (then every `gauc` is None: absent, not NaN); tasks, domains: names in order.
     Returns: one row per (domain, task) in domain-major order, then one row per task with
         domain == ALL_DOMAINS; columns METRIC_COLUMNS. Empty cells have n == 0 and NaN metrics.
     """
@@ -153,6 +154,8 @@ def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, grou
     num_domains, num_tasks = len(domains), len(tasks)
     if probs.shape != labels.shape or probs.shape != (len(domain), num_tasks):
         raise ValueError(f"probs {probs.shape} and labels {labels.shape} must be [N={len(domain)}, T={num_tasks}]")
+    grouped = group is not None
+    group = np.zeros(len(domain), dtype=np.int64) if group is None else group
     if len(np.asarray(group).ravel()) != len(domain):
         raise ValueError(f"group has {len(np.asarray(group).ravel())} rows, domain has {len(domain)}")
     if len(domain) and (domain.min() < 0 or domain.max() >= num_domains):
@@ -166,25 +169,31 @@ def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, grou
     rows += [(ALL_DOMAINS, task, overall[t], 0) for t, task in enumerate(tasks)]
     return pd.DataFrame(
         [{"domain": name, "task": task, "n": int(s["n"][i]), "positives": int(s["positives"][i]),
-          "auc": s["auc"][i], "gauc": s["gauc"][i], "logloss": s["logloss"][i]} for name, task, s, i in rows],
+          "auc": s["auc"][i], "gauc": s["gauc"][i] if grouped else None, "logloss": s["logloss"][i]}
+         for name, task, s, i in rows],
         columns=list(METRIC_COLUMNS),
     )
 
 
-def summary(df: pd.DataFrame) -> dict[str, float]:
+def summary(df: pd.DataFrame) -> dict[str, float | None]:
     """Scalars to report and tune on: mean AUC/GAUC/logloss over the domain x task cells
     (NaN cells skipped, "all" rows excluded so small domains weigh as much as big ones),
-    plus `auc/<task>` and `gauc/<task>` of every task over all domains."""
+    plus `auc/<task>` and `gauc/<task>` of every task over all domains. A value that cannot
+    be computed (no cell has it; a data set without groups has no GAUC) is None, never NaN."""
     cells = df[df["domain"] != ALL_DOMAINS]
     pooled = df[df["domain"] == ALL_DOMAINS]
-    out = {
-        "mean_auc": float(np.nanmean(cells["auc"])) if cells["auc"].notna().any() else float("nan"),
-        "mean_gauc": float(np.nanmean(cells["gauc"])) if cells["gauc"].notna().any() else float("nan"),
-        "mean_logloss": float(np.nanmean(cells["logloss"])) if cells["logloss"].notna().any() else float("nan"),
-    }
+
+    def mean(column: str) -> float | None:
+        values = pd.to_numeric(cells[column], errors="coerce")
+        return float(np.nanmean(values)) if values.notna().any() else None
+
+    def scalar(value: object) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    out = {"mean_auc": mean("auc"), "mean_gauc": mean("gauc"), "mean_logloss": mean("logloss")}
     for task, a, g in zip(pooled["task"], pooled["auc"], pooled["gauc"]):
-        out[f"auc/{task}"] = float(a)
-        out[f"gauc/{task}"] = float(g)
+        out[f"auc/{task}"] = scalar(a)
+        out[f"gauc/{task}"] = scalar(g)
     return out
 
 

@@ -40,7 +40,8 @@ class Predictions:
         return Predictions(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(Predictions)))
 
     def metrics(self, spec: DatasetSpec) -> pd.DataFrame:
-        return cell_metrics(self.probs, self.labels, self.domain, self.group, spec.tasks, spec.domains)
+        group = self.group if spec.group_column is not None else None  # no groups: GAUC absent
+        return cell_metrics(self.probs, self.labels, self.domain, group, spec.tasks, spec.domains)
 
     def save(self, path: str | Path, spec: DatasetSpec) -> None:
         """One row per sample: sample_id, domain, group, <task> labels, pred_<task> probabilities."""

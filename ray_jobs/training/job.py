@@ -14,7 +14,7 @@ from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
-from ray_jobs.core.tables import cells_table
+from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.data.ingest import ordered_ingest
 from ray_jobs.training.loop import train_loop_per_worker
@@ -47,7 +47,6 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     (run_dir / JOB_FILE).write_text(dump_config(config))
     (run_dir / LATEST_CHECKPOINT_FILE).write_text(result.checkpoint.path + "\n")
     print(cells_table(pd.DataFrame(metrics["cells"])))
-    logger.info("test mean AUC %.4f, mean GAUC %.4f", metrics["summary"]["test_mean_auc"],
-                metrics["summary"]["test_mean_gauc"])
+    logger.info("test mean AUC %s, mean GAUC %s", *(cell(metrics["summary"][f"test_mean_{m}"]) for m in ("auc", "gauc")))
     logger.info("run directory: %s", run_dir)
     return run_dir

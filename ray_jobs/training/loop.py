@@ -97,7 +97,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
                                    "worker_nodes": worker_nodes()}
             files[PREDICTIONS_FILE] = lambda path, test=test: test.save(path, spec)
-        rank0(rank, "epoch {epoch}: val mean AUC {val_mean_auc:.4f} mean GAUC {val_mean_gauc:.4f} ({train_samples_per_s:,.0f} samples/s)".format(**metrics))
+        rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s)", metrics["epoch"], *("-" if metrics[k] is None else f"{metrics[k]:.4f}" for k in ("val_mean_auc", "val_mean_gauc")), f"{metrics['train_samples_per_s']:,.0f}")
         save_checkpoint(metrics, sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": True},
                     rank, files)
 
