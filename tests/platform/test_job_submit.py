@@ -33,6 +33,11 @@ def test_ray_job_submit_of_the_tiny_job_succeeds_and_fills_its_run_directory(tmp
         assert f"Job '{job_id.group(1)}' succeeded" in out, out[-3000:]
         status = head.job_cli("status", job_id.group(1), timeout=120)
         assert f"Job '{job_id.group(1)}' succeeded" in status.stdout, status.stdout[-2000:]
+        # what a job's driver reads of its cluster to decide about relative paths (core/paths.py)
+        shape = head.job_cli("submit", "--working-dir", ".", "--", "python", "-c",
+                             "from ray_jobs.core.paths import connected_cluster_shape as s; print('SHAPE', s())",
+                             cwd=ROOT, timeout=300)
+        assert "SHAPE ClusterShape(alive_nodes=1, driver_node_cpus=4.0)" in shape.stdout, shape.stdout[-3000:]
 
     assert (data / "spec.json").exists(), "the job generates the data set where it was told"
     metrics = json.loads((runs / "submitted" / "metrics.json").read_text())
