@@ -15,6 +15,7 @@ import yaml
 from modules.strict import ConfigError
 from ray_jobs.core.config import C, JobConfig, apply_overrides, load_config, with_overrides
 from ray_jobs.core.errors import USER_ERRORS
+from ray_jobs.core.paths import job_paths
 
 
 def add_job_flags(parser: argparse.ArgumentParser, workers_flag: str = "--num-workers",
@@ -48,14 +49,15 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def job_from_args(args: argparse.Namespace) -> JobConfig:
     """The JobConfig the job flags of `add_job_flags` ask for: the config file (or the embedded
-    default), then --data/--epochs/workers/--arch, then every --set, all through one strict helper."""
+    default), then --data/--epochs/workers/--arch, then every --set, all through one strict helper;
+    data.path and runs_dir then made absolute, the same directory on every node (`core.paths`)."""
     flags = {"data.path": getattr(args, "data", None), "train.epochs": getattr(args, "epochs", None),
              "workers.num_workers": getattr(args, "num_workers", None), "model.arch": getattr(args, "arch", None)}
     flags = {k: v for k, v in flags.items() if v is not None}
     if "data.path" in flags:
         flags["data.generate"] = None  # a --data path names an existing data set: never generate into it
     config = apply_overrides(load_config(getattr(args, "config", None)), flags, where="command line")
-    return apply_overrides(config, parse_set(getattr(args, "overrides", [])), where="--set")
+    return job_paths(apply_overrides(config, parse_set(getattr(args, "overrides", [])), where="--set"))
 
 
 def preset_from_args(presets: dict[str, C], args: argparse.Namespace, flags: tuple[str, ...]) -> C:

@@ -1,6 +1,7 @@
 """Entry-point plumbing shared by every entry point: job flags, overrides, exit codes."""
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -8,6 +9,7 @@ from modules.strict import ConfigError
 from ray_jobs.core.cli import add_job_flags, exit_code, job_from_args
 from ray_jobs.core.errors import DataError
 from ray_jobs.core.config import JobConfig, ModelConfig, apply_overrides
+from ray_jobs.core.paths import job_paths
 from sharding.checkpoint import CheckpointError
 
 
@@ -35,9 +37,9 @@ def _job(*argv: str, **flags) -> JobConfig:
 
 def test_job_flags_change_only_what_is_given():
     base = JobConfig()
-    assert _job() == base
+    assert _job() == job_paths(base)  # the same job, its paths made absolute (tests/ray_jobs/test_paths.py)
     changed = _job("--data", "d", "--epochs", "5", "--num-workers", "3")
-    assert (changed.data.path, changed.train.epochs, changed.workers.num_workers) == ("d", 5, 3)
+    assert (changed.data.path, changed.train.epochs, changed.workers.num_workers) == (str(Path.cwd() / "d"), 5, 3)
     assert changed.model == base.model and changed.data.batch_size == base.data.batch_size
     assert changed.data.generate is None  # a --data path is never generated into
     assert base.data.generate is not None

@@ -1,0 +1,89 @@
+"""A job's data.path and runs_dir mean the same directory on every node (ray_jobs/core/paths.py).
+
+The cluster's shape is passed in here (`connected_cluster_shape`, which reads it from Ray inside
+a submitted job, is checked by tests/platform/test_job_submit.py); what is tested is the rule
+itself: which path is kept, which is resolved against what, which is refused before anything
+starts, and that the data set a job generates lands at the absolute path.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from modules.strict import ConfigError
+from ray_jobs.core.cli import add_job_flags, job_from_args
+from ray_jobs.core.config import DataConfig, JobConfig
+from ray_jobs.core.paths import SHARED_DIR_ENV, ClusterShape, job_paths
+
+ONE_NODE = ClusterShape(alive_nodes=1, driver_node_cpus=4)
+TWO_NODES = ClusterShape(alive_nodes=2, driver_node_cpus=4)
+CPU_LESS_HEAD = ClusterShape(alive_nodes=1, driver_node_cpus=0)  # cluster.yaml's head before workers scale up
+
+
+def _config(data: str = "data/synthetic/tiny", runs: str = "runs") -> JobConfig:
+    return JobConfig(data=DataConfig(path=data, generate="tiny"), runs_dir=runs)
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_dir(monkeypatch):
+    monkeypatch.delenv(SHARED_DIR_ENV, raising=False)
+
+
+def test_relative_paths_resolve_against_the_driver_directory_on_one_node(tmp_path):
+    config = job_paths(_config(), cwd=tmp_path, cluster=lambda: ONE_NODE)
+    assert config.data.path == str(tmp_path / "data/synthetic/tiny")
+    assert config.runs_dir == str(tmp_path / "runs")
+    assert config.data.generate == "tiny"  # nothing else changes
+    assert job_paths(_config(), cwd=tmp_path, cluster=lambda: None) == config  # local Ray: one node
+
+
+@pytest.mark.parametrize("shape", [TWO_NODES, CPU_LESS_HEAD])
+def test_relative_path_on_a_multi_node_cluster_is_refused_naming_the_key(tmp_path, shape):
+    with pytest.raises(ConfigError, match=r"data.path 'data/synthetic/tiny' is relative.*spans several nodes.*"
+                                          r"--set data.path=/mnt/seesaw/data/synthetic/tiny.*SEESAW_SHARED_DIR"):
+        job_paths(_config(), cwd=tmp_path, cluster=lambda: shape)
+    with pytest.raises(ConfigError, match="runs_dir 'runs' is relative"):
+        job_paths(_config(data=str(tmp_path / "d")), cwd=tmp_path, cluster=lambda: shape)
+
+
+def test_absolute_paths_are_kept_and_need_no_cluster_lookup(tmp_path):
+    config = _config(data=str(tmp_path / "d"), runs=str(tmp_path / "r"))
+
+    def no_lookup():
+        raise AssertionError("absolute paths need no cluster lookup")
+
+    assert job_paths(config, cwd="/elsewhere", cluster=no_lookup) == config
+
+
+def test_shared_dir_is_where_relative_paths_land_on_any_cluster(tmp_path, monkeypatch):
+    monkeypatch.setenv(SHARED_DIR_ENV, str(tmp_path / "mnt"))
+    config = job_paths(_config(), cwd="/job/working/dir/copy", cluster=lambda: TWO_NODES)
+    assert config.data.path == str(tmp_path / "mnt/data/synthetic/tiny")
+    assert config.runs_dir == str(tmp_path / "mnt/runs")
+    monkeypatch.setenv(SHARED_DIR_ENV, "relative/mnt")
+    with pytest.raises(ConfigError, match="SEESAW_SHARED_DIR='relative/mnt': must be an absolute path"):
+        job_paths(_config(), cluster=lambda: ONE_NODE)
+
+
+def test_storage_uris_are_refused_not_taken_for_local_paths():
+    with pytest.raises(ConfigError, match="runs_dir 's3://bucket/runs': storage URIs are not supported"):
+        job_paths(_config(runs="s3://bucket/runs"), cluster=lambda: ONE_NODE)
+
+
+def test_every_entry_point_gets_absolute_paths_and_the_generated_data_lands_there(tmp_path, monkeypatch):
+    """job_from_args (every entry point) applies the rule; the synthetic generator then writes
+    where the job's config says, which is where the workers read."""
+    from ray_jobs.data.dataset import prepare_dataset
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    add_job_flags(parser)
+    config = job_from_args(parser.parse_args(["--config", str(Path(__file__).parents[2] / "configs/tiny.yaml")]))
+    assert config.data.path == str(tmp_path / "data/synthetic/tiny") and config.runs_dir == str(tmp_path / "runs")
+    monkeypatch.chdir("/")  # the data set must not depend on where a later process runs
+    dataset = prepare_dataset(config)
+    assert all(Path(f).is_absolute() and Path(f).is_relative_to(tmp_path)
+               for split in dataset.splits.values() for f in split.files)
