@@ -55,7 +55,7 @@ RULES = [
     ("modules", ("sharding", "ray_jobs", "ray")),
     ("sharding", ("ray_jobs", "ray")),
     ("ray_jobs/core", ("ray_jobs.data", "ray_jobs.training", "ray_jobs.evaluation", "ray_jobs.experiments",
-                       "ray_jobs.reports", "ray_jobs.benchmarks", "ray_jobs.serving", "ray")),
+                       "ray_jobs.reports", "ray_jobs.benchmarks", "ray_jobs.serving")),
     ("ray_jobs/evaluation", ("ray",)),
     ("ray_jobs/reports", ("ray",)),
     ("tune_spaces", ("ray_jobs", "sharding", "modules", "ray.train", "ray.data")),
