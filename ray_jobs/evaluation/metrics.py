@@ -174,7 +174,8 @@ def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, grou
 def summary(df: pd.DataFrame) -> dict[str, float]:
     """Scalars to report and tune on: mean AUC/GAUC/logloss over the domain x task cells
     (NaN cells skipped, "all" rows excluded so small domains weigh as much as big ones),
-    plus `auc/<task>` and `gauc/<task>` of every task over all domains."""
+    plus `auc/<task>` and `gauc/<task>` of every task over all domains and their means over the
+    tasks (`mean_task_auc`, `mean_task_gauc`)."""
     cells = df[df["domain"] != ALL_DOMAINS]
     pooled = df[df["domain"] == ALL_DOMAINS]
     out = {
@@ -185,6 +186,9 @@ def summary(df: pd.DataFrame) -> dict[str, float]:
     for task, a, g in zip(pooled["task"], pooled["auc"], pooled["gauc"]):
         out[f"auc/{task}"] = float(a)
         out[f"gauc/{task}"] = float(g)
+    # mean over tasks of the pooled per-task AUC/GAUC (what papers and peers report on real logs)
+    out["mean_task_auc"] = float(np.nanmean(pooled["auc"])) if pooled["auc"].notna().any() else float("nan")
+    out["mean_task_gauc"] = float(np.nanmean(pooled["gauc"])) if pooled["gauc"].notna().any() else float("nan")
     return out
 
 
