@@ -31,16 +31,28 @@ def tiny_data(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def trained_run(ray_session, tiny_data, tmp_path_factory):
-    """(config, run dir) of one uninterrupted 2-worker SharedBottom run on the tiny data, with
-    mid-epoch checkpoints: the end-to-end tests read it, and the fault-tolerance test compares a
-    killed-and-resumed run of the same config with it (one training run fewer per CI)."""
+def uneven_data(tmp_path_factory):
+    """The `tiny` preset with 19,991 rows: train 15,993, valid 1,999, test 1,999 rows, none of
+    them divisible by 2 workers (so Ray Train's default equal split would drop a row of each)."""
+    from dataclasses import replace
+
+    from ray_jobs.data.synthetic import PRESETS, generate
+
+    return generate(replace(PRESETS["tiny"], rows=19_991), tmp_path_factory.mktemp("data") / "uneven")
+
+
+@pytest.fixture(scope="session")
+def trained_run(ray_session, uneven_data, tmp_path_factory):
+    """(config, run dir) of one uninterrupted 2-worker SharedBottom run on the uneven tiny data,
+    default (full) shuffle, with mid-epoch checkpoints: the end-to-end tests read it, and the
+    fault-tolerance test compares a killed-and-resumed run of the same config with it (one
+    training run fewer per CI)."""
     from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig, WorkersConfig
     from ray_jobs.training.job import train as run
 
     config = JobConfig(
         name="e2e",
-        data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
+        data=DataConfig(path=str(uneven_data), generate=None, batch_size=256),
         model=ModelConfig(arch="sharedbottom"),
         train=TrainConfig(epochs=2, log_every=25, checkpoint_every_steps=10),
         workers=WorkersConfig(num_workers=2, max_failures=1),

@@ -26,6 +26,15 @@ class DataConfig:
         batches_per_fetch: batches each Ray Data fetch holds; its ~3 ms per-fetch cost in the
             worker is then paid once per that many steps (BENCHMARKS.md).
         prefetch_batches: fetches Ray Data prepares ahead of the train loop.
+        shuffle: how training rows are shuffled, anew every epoch, seeded by (train.seed, epoch)
+            (`ray_jobs.data.ingest`): `full` a Ray Data random_shuffle of the whole split (a split
+            above `in_memory_max_rows` falls back to `local`), `local` a randomised block order
+            plus each worker's shuffle buffer of `shuffle_buffer_rows` rows, `none` file order
+            (real logs are often sorted by user: `none` then trains on one user at a time).
+        shuffle_buffer_rows: rows in each worker's local shuffle buffer (`local` only).
+        in_memory_max_rows: splits with at most this many rows are read once per job into Ray's
+            object store (Ray Data materialize), so epochs re-read no files; also the limit of
+            `full` shuffle.
     """
 
     path: str = "data/synthetic/default"
@@ -33,6 +42,15 @@ class DataConfig:
     batch_size: int = 512
     batches_per_fetch: int = 8
     prefetch_batches: int = 2
+    shuffle: Literal["none", "local", "full"] = "full"
+    shuffle_buffer_rows: int = 20_000
+    in_memory_max_rows: int = 5_000_000
+
+    def __post_init__(self) -> None:
+        if self.shuffle_buffer_rows < 1:
+            raise ConfigError(f"data.shuffle_buffer_rows: expected >= 1, got {self.shuffle_buffer_rows}")
+        if self.in_memory_max_rows < 0:
+            raise ConfigError(f"data.in_memory_max_rows: expected >= 0, got {self.in_memory_max_rows}")
 
 
 @dataclass(frozen=True)
@@ -48,7 +66,14 @@ class TrainConfig:
     Attributes:
         checkpoint_every_steps: also checkpoint mid-epoch every N steps (None: epoch ends only);
             a restarted job resumes from the latest checkpoint, skipping the batches it trained.
-        keep_checkpoints: how many of the latest checkpoints the run directory keeps.
+        keep_checkpoints: how many checkpoints the run directory keeps: the best ones by
+            `select_metric`, plus always the latest (a resume starts from it).
+        select_metric: the validation metric that picks the epoch whose model scores the test
+            split (maximised; a *logloss* metric is minimised): any `val_*` key of the epoch
+            metrics, e.g. val_mean_task_auc (mean over tasks of the pooled per-task AUC),
+            val_mean_task_gauc, val_mean_auc (mean over domain x task cells). `auto`:
+            val_mean_task_gauc when the data set has a group (user) column, else val_mean_task_auc.
+        patience: stop after this many epochs without a better `select_metric` (None: run all).
     """
 
     epochs: int = 2
@@ -57,7 +82,18 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 2
+    select_metric: str = "auto"
+    patience: int | None = None
     optim: OptimConfig = OptimConfig()
+
+    def __post_init__(self) -> None:
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"train.patience: expected >= 1 or null, got {self.patience}")
+        if self.keep_checkpoints < 1:
+            raise ConfigError(f"train.keep_checkpoints: expected >= 1, got {self.keep_checkpoints}")
+        if self.select_metric != "auto" and not self.select_metric.startswith("val_"):
+            raise ConfigError(f"train.select_metric: {self.select_metric!r} is not a validation metric "
+                              "(expected 'auto' or a val_* key, e.g. val_mean_task_auc)")
 
 
 @dataclass(frozen=True)

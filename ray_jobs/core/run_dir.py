@@ -6,7 +6,9 @@ what the driver adds when the run ends:
     job.yaml                   the job config as run (`load_config` parses it back)
     metrics.json               summary + domain x task cells of the test split, spec, job
     test_predictions.parquet   one row per test sample (sample_id, labels, probabilities)
-    latest_checkpoint          path of the last checkpoint Ray Train committed
+    latest_checkpoint          path of the last model checkpoint Ray Train committed
+    best_checkpoint            path of the best-validation epoch's checkpoint (train.select_metric):
+                               the model that scored the test split; evaluate uses it
 """
 
 from __future__ import annotations
@@ -19,13 +21,17 @@ JOB_FILE = "job.yaml"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.parquet"
 LATEST_CHECKPOINT_FILE = "latest_checkpoint"
+BEST_CHECKPOINT_FILE = "best_checkpoint"
 RESULT_FILE = "result.json"  # a worker group's JSON payload, carried back in a small checkpoint
 DCP_METADATA_FILE = ".metadata"  # torch.distributed.checkpoint's marker of a checkpoint directory
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """(run directory, checkpoint directory) from either of them."""
+    """(run directory, checkpoint directory) from either of them; a run directory gives its
+    best checkpoint (the one metrics.json's test figures come from), else its latest."""
     path = Path(path).resolve()
+    if (path / BEST_CHECKPOINT_FILE).exists():
+        return path, Path((path / BEST_CHECKPOINT_FILE).read_text().strip())
     if (path / LATEST_CHECKPOINT_FILE).exists():
         return path, Path((path / LATEST_CHECKPOINT_FILE).read_text().strip())
     if (path / DCP_METADATA_FILE).exists():

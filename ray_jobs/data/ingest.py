@@ -1,27 +1,152 @@
-"""Ray Data ingest: the streams of each split a TorchTrainer hands to its workers."""
+"""Ray Data ingest: the streams of each split a TorchTrainer hands to its workers.
+
+Training rows are shuffled anew every epoch, deterministically from (train.seed, epoch), so
+that a run is reproducible and a resumed run trains on exactly the batches an uninterrupted
+one does (`data.shuffle`):
+
+- `full`: `random_shuffle` of the whole split before it is streamed to the workers;
+- `local`: `randomize_block_order` plus a shuffle buffer in each worker
+  (`iter_torch_batches(local_shuffle_buffer_size=..., local_shuffle_seed=...)`);
+- `none`: file order.
+
+Why one Ray dataset per epoch ("train_epoch<k>") rather than one dataset whose seed changes
+per execution: Ray Data can reseed per execution (`RandomSeedConfig(seed,
+reseed_after_execution=True)` mixes in `DataContext._execution_idx`, which the split
+coordinator bumps after each epoch), but a worker group restarted by Ray Train builds a new
+`streaming_split` whose execution index starts at 0 again, so a run resumed in epoch 3 would
+replay epoch 1's order. A dataset per epoch with a fixed seed has the same order in every
+attempt. Ray Train splits a dataset lazily, on a worker's first `get_dataset_shard`, so each
+costs one idle split coordinator actor (0 CPU) from its epoch on.
+
+Splits of at most `data.in_memory_max_rows` rows are read once per job into Ray's object
+store (`materialize`): validation and test are then not re-read from Parquet every epoch,
+and a full shuffle reshuffles blocks in memory instead of re-reading the files.
+
+Evaluation splits are split across workers with `equal=False` (`SeesawIngest`): Ray Train's
+default `equal=True` drops up to world_size - 1 rows to make the shards equal; unequal
+shards are kept in step by lockstep's zero-weight padding (`training.lockstep`), so every
+validation/test row is scored exactly once on any worker count.
+"""
 
 from __future__ import annotations
 
+from typing import Callable, Literal
+
+import numpy as np
 import ray.data
 import ray.train
 from ray.data import ExecutionOptions
 
+from ray_jobs.core.config import JobConfig
+from ray_jobs.core.log import logger
 from ray_jobs.data.dataset import SPLITS, Dataset
 
+TRAIN = "train"
+EPOCH_SPLIT_PREFIX = "train_epoch"
+ShuffleMode = Literal["none", "local", "full"]
 
-def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS) -> dict[str, ray.data.Dataset]:
-    """Ray Data streams of the needed columns only.
+
+def epoch_seed(seed: int, epoch: int, *more: int) -> int:
+    """A 32-bit seed mixed from (seed, epoch, *more) (NumPy's SeedSequence: no collisions
+    between neighbouring seeds/epochs as with seed + epoch)."""
+    # the trailing count keeps (s, e) and (s, e, 0) apart (SeedSequence ignores trailing zeros)
+    return int(np.random.SeedSequence([seed, epoch, *more, len(more) + 1]).generate_state(1)[0])
+
+
+def shuffle_mode(config: JobConfig, train_rows: int) -> ShuffleMode:
+    """The shuffle a training job uses: `full` only for splits that fit `in_memory_max_rows`."""
+    mode = config.data.shuffle
+    if mode == "full" and train_rows > config.data.in_memory_max_rows:
+        return "local"
+    return mode
+
+
+def train_split(config: JobConfig, epoch: int) -> str:
+    """Name of the dataset epoch `epoch` (0-based) trains on."""
+    return TRAIN if config.data.shuffle == "none" else f"{EPOCH_SPLIT_PREFIX}{epoch}"
+
+
+def local_shuffle(config: JobConfig, train_rows: int, epoch: int, rank: int) -> tuple[int, int] | None:
+    """(buffer rows, seed) of this worker's local shuffle buffer in `epoch`; None without one."""
+    if shuffle_mode(config, train_rows) != "local":
+        return None
+    return config.data.shuffle_buffer_rows, epoch_seed(config.train.seed, epoch, rank)
+
+
+def _read(dataset: Dataset, split: str, max_rows: int) -> ray.data.Dataset:
+    ds = ray.data.read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()))
+    ds.context.execution_options.preserve_order = True  # file order, whatever the read tasks' timing
+    if dataset.splits[split].rows <= max_rows:
+        ds = ds.materialize()  # read once per job; epochs iterate the blocks in the object store
+    return ds
+
+
+def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS, config: JobConfig | None = None,
+                 epochs: int = 0) -> dict[str, ray.data.Dataset]:
+    """Ray Data streams of the needed columns only, one per split; with `epochs` > 0 (a
+    training job) and shuffle on, also one shuffled training dataset per epoch (`train_split`).
 
     Ray Data's own progress bars are off: the train loop prints rank-0 progress lines, and
     per-operator bars from every worker would drown them.
     """
     ray.data.DataContext.get_current().enable_progress_bars = False
-    columns = list(dataset.spec.required_columns())
-    return {s: ray.data.read_parquet(list(dataset.splits[s].files), columns=columns) for s in splits}
+    max_rows = config.data.in_memory_max_rows if config is not None else 0
+    out = {s: _read(dataset, s, max_rows) for s in splits}
+    if config is None or epochs <= 0 or TRAIN not in out or config.data.shuffle == "none":
+        return out
+    mode = shuffle_mode(config, dataset.splits[TRAIN].rows)
+    if mode != config.data.shuffle:
+        logger.info("train split has %d rows > data.in_memory_max_rows %d: shuffle %s instead of %s",
+                    dataset.splits[TRAIN].rows, max_rows, mode, config.data.shuffle)
+    for epoch in range(epochs):
+        seed = epoch_seed(config.train.seed, epoch)
+        base = out[TRAIN]
+        out[train_split(config, epoch)] = (base.random_shuffle(seed=seed) if mode == "full"
+                                           else base.randomize_block_order(seed=seed))
+    return out
 
 
-def ordered_ingest() -> ray.train.DataConfig:
-    """Ray Train ingest that keeps Ray Data's block order, so every run over the same files feeds
-    each worker the same batches: a resumed run then skips exactly the batches it trained on
-    (in the default order the split hands blocks to whichever worker asks first)."""
-    return ray.train.DataConfig(execution_options=ExecutionOptions(preserve_order=True))
+def is_training_split(name: str) -> bool:
+    return name == TRAIN or name.startswith(EPOCH_SPLIT_PREFIX)
+
+
+class SeesawIngest(ray.train.DataConfig):
+    """Ray Train ingest: every dataset split across the workers in Ray Data's block order
+    (preserve_order: every run over the same files feeds each worker the same batches, so a
+    resumed run skips exactly the batches it trained on); `equal(name)` says which datasets are
+    split into equal-sized shards (training, where lockstep stops at the shortest shard
+    anyway) and which keep every row (`equal=False`: evaluation)."""
+
+    def __init__(self, equal: Callable[[str], bool] = is_training_split) -> None:
+        super().__init__(execution_options=ExecutionOptions(preserve_order=True))
+        self._equal = equal
+
+    def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):  # noqa: ANN001
+        """`ray.train.DataConfig.configure` with `equal` chosen per dataset."""
+        output: list[dict] = [{} for _ in range(world_size)]
+        locality_hints = worker_node_ids if self._enable_shard_locality else None
+        for name, ds in datasets.items():
+            if ds.name is None:
+                ds.set_name(name)
+            ds = ds.copy(ds)
+            ds.context.execution_options = self._resolve_execution_options(name)
+            shards = ds.streaming_split(world_size, equal=self._equal(name), locality_hints=locality_hints)
+            for rank, shard in enumerate(shards):
+                output[rank][name] = shard
+        return output
+
+
+def training_ingest() -> SeesawIngest:
+    """Training splits equal-sized, evaluation splits keep every row."""
+    return SeesawIngest()
+
+
+def evaluation_ingest() -> SeesawIngest:
+    """Every split keeps every row (scoring a checkpoint, on any split, train included)."""
+    return SeesawIngest(equal=lambda name: False)
+
+
+def ordered_ingest() -> SeesawIngest:
+    """Every split equal-sized and in block order (pass-by-pass training, where each day is
+    scored and then trained on from the same shard)."""
+    return SeesawIngest(equal=lambda name: True)

@@ -178,8 +178,9 @@ def cell_metrics(probs: np.ndarray, labels: np.ndarray, domain: np.ndarray, grou
 def summary(df: pd.DataFrame) -> dict[str, float | None]:
     """Scalars to report and tune on: mean AUC/GAUC/logloss over the domain x task cells
     (NaN cells skipped, "all" rows excluded so small domains weigh as much as big ones),
-    plus `auc/<task>` and `gauc/<task>` of every task over all domains. A value that cannot
-    be computed (no cell has it; a data set without groups has no GAUC) is None, never NaN."""
+    plus `auc/<task>` and `gauc/<task>` of every task over all domains and their means over the
+    tasks (`mean_task_auc`, `mean_task_gauc`). A value that cannot be computed (no cell has it; a
+    data set without groups has no GAUC) is None, never NaN."""
     cells = df[df["domain"] != ALL_DOMAINS]
     pooled = df[df["domain"] == ALL_DOMAINS]
 
@@ -194,6 +195,10 @@ def summary(df: pd.DataFrame) -> dict[str, float | None]:
     for task, a, g in zip(pooled["task"], pooled["auc"], pooled["gauc"]):
         out[f"auc/{task}"] = scalar(a)
         out[f"gauc/{task}"] = scalar(g)
+    # mean over tasks of the pooled per-task AUC/GAUC (what papers and peers report on real logs)
+    for metric in ("auc", "gauc"):
+        values = pd.to_numeric(pooled[metric], errors="coerce")
+        out[f"mean_task_{metric}"] = float(np.nanmean(values)) if values.notna().any() else None
     return out
 
 

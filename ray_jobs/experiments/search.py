@@ -29,7 +29,7 @@ from ray_jobs.core.config import JobConfig, ModelConfig, WorkersConfig, apply_ov
 from ray_jobs.core.log import logger
 from ray_jobs.core.tables import markdown
 from ray_jobs.data.dataset import Dataset, prepare_dataset
-from ray_jobs.training.loop import train_loop_per_worker
+from ray_jobs.training.loop import SELECT_SCORE, train_loop_per_worker
 from ray_jobs.training.runtime import init_ray, make_trainer
 
 # A trial's own process only waits on trainer.fit(); Tune rejects {"CPU": 0}.
@@ -113,7 +113,8 @@ def run_trial(overrides: dict[str, Any], base: JobConfig, dataset: Dataset, expe
     """
     trial_dir = Path(experiment_dir) / trial_dirname(tune.get_context().get_trial_id())
     config = replace(apply_overrides(base, overrides, where="search space"), runs_dir=str(trial_dir))
-    make_trainer(config, dataset, train_loop_per_worker, INNER_RUN, callbacks=[TuneReportCallback()]).fit()
+    make_trainer(config, dataset, train_loop_per_worker, INNER_RUN, callbacks=[TuneReportCallback()],
+                 checkpoint_score=SELECT_SCORE).fit()
 
 
 def _status(trial: Any, max_epochs: int) -> str:

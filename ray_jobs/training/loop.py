@@ -5,12 +5,14 @@ the sharding collectively for the worker group, wraps it in DistributedModelPara
 row-wise Adagrad on the tables, Adam on the dense part), streams its Ray Data shard through
 the vectorised collate in lockstep with the other workers, evaluates on the validation split
 each epoch (predictions gathered from all workers), and reports metrics plus a sharded DCP
-checkpoint to Ray Train. After the last epoch it scores the test split the same way.
+checkpoint to Ray Train. After the last epoch (or early stopping) it scores the test split the
+same way with the best epoch's model (`train.select_metric`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,13 @@ import ray.train
 import torch
 
 from modules.spec import DatasetSpec
-from modules.strict import to_dict
+from modules.strict import ConfigError, to_dict
+from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import rank0
+from ray_jobs.core.tables import cell
 from ray_jobs.core.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from ray_jobs.data.collate import Collator
+from ray_jobs.data.ingest import local_shuffle, train_split
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import Predictions, gather, predict
 from ray_jobs.training.epoch import EpochStats, train_epoch
@@ -38,8 +43,61 @@ def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> t
     return flat, table.to_dict(orient="records")
 
 
+SELECT_SCORE = "select_score"  # every report's selection score (NaN: not an epoch end); Ray Train keeps the best
+
+
+def select_metric_name(config: JobConfig, spec: DatasetSpec) -> str:
+    """`train.select_metric`, with `auto` resolved: GAUC where the data set has groups."""
+    if config.train.select_metric != "auto":
+        return config.train.select_metric
+    return "val_mean_task_gauc" if spec.group_column else "val_mean_task_auc"
+
+
+def validation_metric_names(spec: DatasetSpec) -> list[str]:
+    """Every `val_*` metric an epoch reports (`evaluation.metrics.summary` of the validation split)."""
+    names = ["mean_auc", "mean_gauc", "mean_logloss", "mean_task_auc", "mean_task_gauc"]
+    names += [f"{m}/{t}" for t in spec.tasks for m in ("auc", "gauc")]
+    return [f"val_{n}" for n in names]
+
+
+def select_score(metrics: dict[str, Any], name: str) -> float:
+    """The epoch's score by `name`, higher is better (a logloss is negated); NaN if undefined."""
+    if name not in metrics:
+        valid = sorted(k for k in metrics if k.startswith("val_"))
+        raise ConfigError(f"train.select_metric {name!r}: no such validation metric; valid: {valid}")
+    if metrics[name] is None:  # absent (e.g. GAUC of a data set without groups)
+        return math.nan
+    value = float(metrics[name])
+    return -value if "logloss" in name else value
+
+
+def _better(score: float, best: dict[str, Any] | None) -> bool:
+    """NaN never beats a number; the first epoch is the best so far whatever its score."""
+    if best is None:
+        return True
+    if math.isnan(score):
+        return False
+    return math.isnan(best["score"]) or score > best["score"]
+
+
+def _best_checkpoint(epoch: int) -> Any:
+    """The reported end-of-epoch checkpoint of `epoch` (1-based), if Ray Train still keeps it
+    (it keeps the best `keep_checkpoints` by SELECT_SCORE when the trainer is told to)."""
+    for reported in ray.train.get_all_reported_checkpoints():
+        if reported.metrics.get("epoch_end") and reported.metrics.get("epoch") == epoch:
+            return reported  # a ReportedCheckpoint: .checkpoint, .metrics
+    return None
+
+
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
-    """Ray Train entry point; `loop_config` holds the JobConfig and spec as plain dicts."""
+    """Ray Train entry point; `loop_config` holds the JobConfig and spec as plain dicts.
+
+    Every epoch trains on that epoch's shuffled rows, scores the validation split and reports
+    a checkpoint; the best epoch by `train.select_metric` so far is carried in the checkpoint's
+    progress. After the last epoch (or `train.patience` epochs without a better one) the best
+    epoch's weights are loaded back and score the test split; a last small report carries
+    metrics.json (with `best_epoch` and `best_checkpoint`) and the test predictions.
+    """
     worker = WorkerContext.from_loop_config(loop_config)
     config, spec, rank, world_size, device = worker.config, worker.spec, worker.rank, worker.world_size, worker.device
     torch.manual_seed(config.train.seed + rank)
@@ -49,8 +107,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     optimizer = combined_optimizer(sharded, config.train.optim)
     collate = Collator(spec, model.kjt_keys)
     pad = collate.padding_batch()
+    select = select_metric_name(config, spec)
 
-    start_epoch, skip = 0, 0
+    start_epoch, skip, stopped = 0, 0, False
+    best: dict[str, Any] | None = None  # {"epoch": 1-based, "score": float}
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -59,21 +119,27 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             start_epoch = progress.get("epoch", -1) + 1
         else:
             start_epoch, skip = progress["epoch"], progress["step"]
+        best, stopped = progress.get("best"), progress.get("stopped", False)
         if "rank_state" in progress:
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
         rank0(rank, f"resumed from checkpoint at epoch {progress.get('epoch', -1) + 1} step {progress.get('step')} "
                    f"({checkpoint.path})")
+    model_epoch = start_epoch  # the epoch (1-based) whose end-of-epoch weights the model holds (0: none)
 
     injected_fault = SelfKill(loop_config.get("injected_fault"), rank, resumed=checkpoint is not None)
     train_rows = loop_config.get("train_rows", 0)
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
+    metrics: dict[str, Any] = {}
     for epoch in range(start_epoch, config.train.epochs):
+        if stopped:
+            break
 
         def on_step(stats: EpochStats) -> None:
             every = config.train.checkpoint_every_steps
             if every and stats.position % every == 0:
-                save_checkpoint({"epoch": epoch + 1, "step": stats.position, **stats.metrics(world_size)},
-                            sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": False}, rank, {})
+                save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: math.nan,
+                                 **stats.metrics(world_size)}, sharded, optimizer,
+                                {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best}, rank, {})
             if rank == 0 and stats.steps % config.train.log_every == 0:
                 m = stats.metrics(world_size)
                 losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
@@ -83,23 +149,60 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                            f"loss {losses}")
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
-        stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
+        batches = shard_batches(train_split(config, epoch), config, collate,
+                                local_shuffle(config, train_rows, epoch, rank))
+        stats = train_epoch(sharded, optimizer, batches, device,
                             config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
+        model_epoch = epoch + 1
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
-        metrics.update(epoch=epoch + 1, **stats.metrics(world_size))
-        last = epoch == config.train.epochs - 1
-        files: dict[str, Any] = {}
-        if last:
-            test = gather(predict(sharded, shard_batches("test", config, collate), pad, device))
-            test_metrics, cells = _flat_metrics("test", test, spec)
-            metrics.update(test_metrics)
-            files[METRICS_FILE] = {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
-                                   "worker_nodes": worker_nodes()}
-            files[PREDICTIONS_FILE] = lambda path, test=test: test.save(path, spec)
-        rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s)", metrics["epoch"], *("-" if metrics[k] is None else f"{metrics[k]:.4f}" for k in ("val_mean_auc", "val_mean_gauc")), f"{metrics['train_samples_per_s']:,.0f}")
-        save_checkpoint(metrics, sharded, optimizer, {"epoch": epoch, "step": stats.position, "epoch_done": True},
-                    rank, files)
+        metrics.update(epoch=epoch + 1, epoch_end=True, **stats.metrics(world_size))
+        score = select_score(metrics, select)
+        if _better(score, best):
+            best = {"epoch": epoch + 1, "score": score}
+        stopped = config.train.patience is not None and epoch + 1 - best["epoch"] >= config.train.patience
+        metrics.update({SELECT_SCORE: score, "best_epoch": best["epoch"]})
+        rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s) | %s %s, best epoch %d", epoch + 1,
+              cell(metrics["val_mean_auc"]), cell(metrics["val_mean_gauc"]), f"{metrics['train_samples_per_s']:,.0f}",
+              select, cell(metrics[select]), best["epoch"])
+        if stopped and epoch + 1 < config.train.epochs:
+            rank0(rank, f"early stop: {config.train.patience} epoch(s) without a better {select} "
+                        f"(best epoch {best['epoch']})")
+        save_checkpoint(metrics, sharded, optimizer,
+                        {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped},
+                        rank, {})
+    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select)
+
+
+def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharded: torch.nn.Module,
+                      collate: Collator, best: dict[str, Any] | None, model_epoch: int, select: str) -> None:
+    """Collective: loads the best epoch's weights (unless the model holds them), scores the test
+    split and reports metrics.json + the test predictions in a last, model-less checkpoint."""
+    config, spec, rank, device = worker.config, worker.spec, worker.rank, worker.device
+    if best is None:
+        raise RuntimeError("no epoch was trained (train.epochs 0?)")
+    chosen = _best_checkpoint(best["epoch"])
+    if chosen is None:
+        raise RuntimeError(f"the checkpoint of best epoch {best['epoch']} is gone: Ray Train keeps the best "
+                           f"checkpoints only when make_trainer gets checkpoint_score={SELECT_SCORE!r}")
+    chosen_metrics, chosen = chosen.metrics, chosen.checkpoint
+    if best["epoch"] != model_epoch:
+        with chosen.as_directory() as directory:
+            load_sharded(directory, sharded)
+        rank0(rank, f"test split scored with epoch {best['epoch']}'s model (best {select}), not the last one's")
+    test = gather(predict(sharded, shard_batches("test", config, collate), collate.padding_batch(), device))
+    test_metrics, cells = _flat_metrics("test", test, spec)
+    metrics = {k: v for k, v in chosen_metrics.items() if k not in ("epoch_end", SELECT_SCORE)}
+    metrics.update(test_metrics, epoch=max(model_epoch, best["epoch"]), best_epoch=best["epoch"],
+                   select_metric=select, best_checkpoint=chosen.path)
+    files = {METRICS_FILE: {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
+                            "worker_nodes": worker_nodes()},
+             PREDICTIONS_FILE: lambda path: test.save(path, spec)}
+    with tempfile.TemporaryDirectory() as directory:
+        if rank == 0:
+            write_files(directory, files)
+        ray.train.report({**metrics, SELECT_SCORE: math.nan},
+                         checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
 def save_checkpoint(metrics: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -110,11 +213,14 @@ def save_checkpoint(metrics: dict[str, Any], model: torch.nn.Module, optimizer: 
         save_sharded(directory, model, optimizer, progress=progress,
                      rank_state={"torch_rng": torch.get_rng_state().tolist()})
         if rank == 0:
-            for name, content in files.items():
-                if callable(content):  # writes its own file (e.g. Parquet predictions)
-                    content(Path(directory) / name)
-                else:
-                    (Path(directory) / name).write_text(json.dumps(content, indent=2, default=json_default))
+            write_files(directory, files)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
+def write_files(directory: str | Path, files: dict[str, Any]) -> None:
+    """Each of `files` into `directory`: JSON content, or a callable writing the file at its path."""
+    for name, content in files.items():
+        if callable(content):  # writes its own file (e.g. Parquet predictions)
+            content(Path(directory) / name)
+        else:
+            (Path(directory) / name).write_text(json.dumps(content, indent=2, default=json_default))

@@ -5,7 +5,7 @@ order, e.g. `day-000` or `2024-05-01`). For each day, in order, every worker:
 
 1. scores the day with the model trained on the days before it: progressive validation, the
    next-day AUC/GAUC per domain x task over all workers' predictions (day 1 has no model yet);
-2. trains one epoch on it, raw ids of the `collision` features remapped into bounded tables
+2. trains one epoch on it, its rows shuffled within the day (`data.shuffle`), raw ids of the `collision` features remapped into bounded tables
    (one global remapping state on every worker, `sharding.bounded`);
 3. merges the remapper's unfinished eviction window and checks the replicas agree;
 4. checkpoints model, optimizer, remapping state (ids, counts, recency, admission candidates,
@@ -13,8 +13,9 @@ order, e.g. `day-000` or `2024-05-01`). For each day, in order, every worker:
 
 A rerun with the same `--run-name` resumes after the last checkpointed pass (Ray Train restores
 the run's latest checkpoint): it trains only the days not done yet, e.g. a new day's folder.
-Ray Data keeps block order (`preserve_order`), so a resumed run trains on the same batches as
-an uninterrupted one. The run directory gets `passes.md`, `passes.csv` and `pass_cells.csv`.
+Ray Data keeps block order (`preserve_order`) and the day's shuffle buffer is seeded by
+(train.seed, pass index, rank), so a resumed run trains on the same batches as an
+uninterrupted one. The run directory gets `passes.md`, `passes.csv` and `pass_cells.csv`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
@@ -42,6 +45,7 @@ from ray_jobs.core.log import logger, rank0
 from ray_jobs.core.run_dir import JOB_FILE
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.dataset import Dataset, validate_split
+from ray_jobs.data.ingest import epoch_seed
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import gather, predict
 from ray_jobs.reports.passes import PASSES_FILE, format_passes, write_report
@@ -83,7 +87,9 @@ class PassIO:
     rank: int
     local_world_size: int | None = None
 
-    def batches(self, day: str, config: JobConfig, collate: Collator) -> Iterable[Batch]:
+    def batches(self, day: str, config: JobConfig, collate: Collator, shuffle_pass: int | None = None) -> Iterable[Batch]:
+        """The day's batches; `shuffle_pass` (training): rows shuffled within the day, seeded by
+        (train.seed, pass index), unless `data.shuffle` is none."""
         raise NotImplementedError
 
     @contextmanager
@@ -104,8 +110,11 @@ class RayIO(PassIO):
 
         self.rank = ray.train.get_context().get_world_rank()
 
-    def batches(self, day: str, config: JobConfig, collate: Collator) -> Iterable[Batch]:
-        return shard_batches(day, config, collate)
+    def batches(self, day: str, config: JobConfig, collate: Collator, shuffle_pass: int | None = None) -> Iterable[Batch]:
+        shuffle = None
+        if shuffle_pass is not None and config.data.shuffle != "none":  # Ray Data's local buffer, per rank
+            shuffle = (config.data.shuffle_buffer_rows, epoch_seed(config.train.seed, shuffle_pass, self.rank))
+        return shard_batches(day, config, collate, shuffle)
 
     @contextmanager
     def latest(self) -> Iterator[str | None]:
@@ -124,16 +133,23 @@ class RayIO(PassIO):
 
 
 class LocalIO(PassIO):
-    """One process, no Ray (policy studies, tests): reads the day's Parquet files in order and
-    writes one checkpoint folder per pass under `out_dir/checkpoints`."""
+    """One process, no Ray (policy studies, tests): reads the day's Parquet files (in order to
+    score, shuffled in memory to train) and writes one checkpoint folder per pass under
+    `out_dir/checkpoints`."""
 
     def __init__(self, dataset: Dataset, out_dir: str | Path) -> None:
         self.rank, self.local_world_size = 0, 1
         self.dataset = dataset
         self.checkpoints = Path(out_dir) / CHECKPOINTS_DIR
 
-    def batches(self, day: str, config: JobConfig, collate: Collator) -> Iterable[Batch]:
+    def batches(self, day: str, config: JobConfig, collate: Collator, shuffle_pass: int | None = None) -> Iterable[Batch]:
         columns = list(self.dataset.spec.required_columns())
+        if shuffle_pass is not None and config.data.shuffle != "none":  # the whole day, shuffled in memory
+            table = pa.concat_tables(pq.read_table(p, columns=columns) for p in self.dataset.splits[day].files)
+            table = table.take(np.random.default_rng(epoch_seed(config.train.seed, shuffle_pass)).permutation(len(table))).combine_chunks()
+            for record_batch in table.to_batches(max_chunksize=config.data.batch_size):
+                yield collate(record_batch)
+            return
         for path in self.dataset.splits[day].files:
             for record_batch in pq.ParquetFile(path).iter_batches(batch_size=config.data.batch_size, columns=columns):
                 yield collate(record_batch)
@@ -218,7 +234,7 @@ def pass_loop(job: PassJob, io: PassIO) -> list[dict[str, Any]]:
                 losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
                 rank0(rank, f"pass {index + 1}/{last} {day} step {stats.steps} | loss {losses}")
 
-        stats = train_epoch(trained, optimizer, io.batches(day, config, collate), device,
+        stats = train_epoch(trained, optimizer, io.batches(day, config, collate, shuffle_pass=index), device,
                             config.train.max_steps_per_epoch, on_step)
         if isinstance(trained, BoundedShardedModel):
             trained.flush()

@@ -13,7 +13,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from modules.strict import to_dict
 from ray_jobs.core.config import JobConfig
 from ray_jobs.data.dataset import SPLITS, Dataset
-from ray_jobs.data.ingest import ray_datasets
+from ray_jobs.data.ingest import ray_datasets, training_ingest
 from ray_jobs.training.fault_injection import from_env as injected_fault_from_env
 
 # Quiet, reproducible defaults for local runs (a user's env vars still win).
@@ -39,9 +39,16 @@ def init_ray(config: JobConfig) -> None:
 
 def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,
                  extra: dict[str, Any] | None = None, splits: tuple[str, ...] = SPLITS,
-                 callbacks: list | None = None, dataset_config: ray.train.DataConfig | None = None) -> TorchTrainer:
+                 callbacks: list | None = None, dataset_config: ray.train.DataConfig | None = None,
+                 checkpoint_score: str | None = None) -> TorchTrainer:
     """A TorchTrainer running `loop` on `config.workers` workers over the data set's splits
-    (`dataset_config`: Ray Train's ingest options, e.g. preserve_order; None: its defaults)."""
+    plus one shuffled training dataset per epoch (`data.ingest.ray_datasets`).
+
+    `dataset_config`: Ray Train's ingest (default `data.ingest.training_ingest`: block order,
+    equal-sized training shards, evaluation shards keeping every row). `checkpoint_score`: the
+    reported metric by which Ray Train keeps the best `train.keep_checkpoints` checkpoints
+    (plus always the latest); None keeps the latest ones.
+    """
     workers = config.workers
     loop_config = {"job": to_dict(config), "spec": to_dict(dataset.spec),
                    "train_rows": dataset.splits["train"].rows if "train" in dataset.splits else 0,
@@ -58,10 +65,12 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
             name=run_name,
             storage_path=str(Path(config.runs_dir).resolve()),
             failure_config=FailureConfig(max_failures=workers.max_failures),
-            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
+            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints,
+                                               checkpoint_score_attribute=checkpoint_score,
+                                               checkpoint_score_order="max"),
             callbacks=callbacks,
         ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
-        datasets=ray_datasets(dataset, splits),
-        dataset_config=dataset_config,
+        datasets=ray_datasets(dataset, splits, config, epochs=config.train.epochs),
+        dataset_config=dataset_config or training_ingest(),
     )

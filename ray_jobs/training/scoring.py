@@ -16,6 +16,7 @@ from ray_jobs.core.config import load_config
 from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE, resolve_checkpoint
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.dataset import SPLITS, prepare_dataset
+from ray_jobs.data.ingest import evaluation_ingest
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import gather, predict
 from ray_jobs.training.runtime import init_ray, make_trainer
@@ -60,6 +61,7 @@ def score_checkpoint(checkpoint: str | Path, data: str | None = None, split: str
         raise ConfigError(f"{dataset.root}/spec.json differs from the spec the model in {run_dir} was trained on")
     init_ray(config)
     trainer = make_trainer(config, dataset, score_loop_per_worker, f"{run_dir.name}-eval-{split}",
-                           extra={"split": split, "checkpoint": str(checkpoint_dir)}, splits=(split,))
+                           extra={"split": split, "checkpoint": str(checkpoint_dir)}, splits=(split,),
+                           dataset_config=evaluation_ingest())
     payload = read_result(trainer.fit())
     return payload["metrics"], pd.DataFrame(payload["cells"])

@@ -48,14 +48,20 @@ class WorkerContext:
                              context.get_world_size(), device)
 
 
-def shard_batches(split: str, config: JobConfig, collate: Collator) -> Iterator[Batch]:
+def shard_batches(split: str, config: JobConfig, collate: Collator,
+                  local_shuffle: tuple[int, int] | None = None) -> Iterator[Batch]:
     """This worker's shard of `split` as collated Batches of `batch_size` rows, fetched from Ray
-    Data `batches_per_fetch` at a time (collate runs in Ray Data's prefetch threads)."""
+    Data `batches_per_fetch` at a time (collate runs in Ray Data's prefetch threads).
+
+    `local_shuffle`: (buffer rows, seed) of Ray Data's local shuffle buffer (`data.ingest.local_shuffle`).
+    """
     shard = ray.train.get_dataset_shard(split)
     rows = config.data.batch_size
+    buffer, seed = local_shuffle if local_shuffle is not None else (None, None)
     fetches = shard.iter_torch_batches(batch_size=rows * config.data.batches_per_fetch,
                                        collate_fn=FetchCollator(collate, rows),
-                                       prefetch_batches=config.data.prefetch_batches)
+                                       prefetch_batches=config.data.prefetch_batches,
+                                       local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)
     for batches in fetches:
         yield from batches
 

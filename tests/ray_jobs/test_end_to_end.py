@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -15,11 +16,14 @@ from ray_jobs.core.run_dir import PREDICTIONS_FILE
 from ray_jobs.evaluation.predictions import Predictions
 
 
-def test_train_learns_and_writes_run_dir(trained_run, tiny_data):
+def test_train_learns_and_writes_run_dir(trained_run):
+    """2 workers, test split of odd length (1,999 rows): every row is scored once."""
     config, run_dir = trained_run
+    tiny_data = Path(config.data.path)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     cells = {(c["domain"], c["task"]): c for c in metrics["cells"]}
     test_rows = pads.dataset(str(tiny_data / "test")).count_rows()
+    assert test_rows % config.workers.num_workers == 1
     # metrics come from all workers' predictions, not rank 0's shard only
     assert cells[("all", "click")]["n"] == test_rows
     assert sum(cells[(d, "click")]["n"] for d in ("feed", "search", "mall")) == test_rows
@@ -30,6 +34,10 @@ def test_train_learns_and_writes_run_dir(trained_run, tiny_data):
         oracle = roc_auc_score(test[task].to_numpy(), test[f"prob_{task}"].to_numpy())
         assert oracle > cells[("all", task)]["auc"]
     assert (run_dir / "job.yaml").exists() and (run_dir / "latest_checkpoint").exists()
+    summary = metrics["summary"]
+    assert 1 <= summary["best_epoch"] <= summary["epoch"] == config.train.epochs
+    assert summary["select_metric"] == "val_mean_task_gauc"
+    assert (run_dir / "best_checkpoint").read_text().strip() == summary["best_checkpoint"]
     # the saved test predictions: every test row once, by id, and they give metrics.json's numbers
     spec = DatasetSpec.load(tiny_data)
     predictions = Predictions.load(run_dir / PREDICTIONS_FILE, spec.tasks)
@@ -42,10 +50,14 @@ def test_train_learns_and_writes_run_dir(trained_run, tiny_data):
 
 
 def test_evaluate_reproduces_on_another_worker_count(trained_run):
+    """The 2-worker run's test metrics (odd test split, best epoch's model) on 1 worker."""
     config, run_dir = trained_run
     trained = json.loads((run_dir / "metrics.json").read_text())["summary"]
     metrics, cells = evaluate(run_dir, num_workers=1)
     assert metrics["world_size"] == 1
     np.testing.assert_allclose(metrics["test_mean_auc"], trained["test_mean_auc"], rtol=1e-6)
     np.testing.assert_allclose(metrics["test_mean_gauc"], trained["test_mean_gauc"], rtol=1e-6)
+    np.testing.assert_allclose(metrics["test_mean_logloss"], trained["test_mean_logloss"], rtol=1e-6)
+    np.testing.assert_allclose(cells["n"].to_numpy(), [c["n"] for c in json.loads(
+        (run_dir / "metrics.json").read_text())["cells"]])
     assert len(cells) == 16

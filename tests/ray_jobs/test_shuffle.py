@@ -1,0 +1,110 @@
+"""Training rows are shuffled every epoch, deterministically from (seed, epoch), and split into
+disjoint worker shards that cover the split; evaluation shards keep every row.
+
+These tests drive the ingest exactly as Ray Train does (`SeesawIngest.configure` gives each
+rank its `streaming_split` iterator; each rank iterates it with its local shuffle buffer as
+`training.worker.shard_batches` does), from the driver: no worker group is started.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from ray_jobs.core.config import DataConfig, JobConfig, TrainConfig
+from ray_jobs.data.dataset import prepare_dataset
+from ray_jobs.data.ingest import evaluation_ingest, local_shuffle, ray_datasets, train_split, training_ingest
+
+WORKERS = 2
+BATCH = 256
+
+
+def _config(data, shuffle: str, seed: int = 0) -> JobConfig:
+    return JobConfig(data=DataConfig(path=str(data), generate=None, batch_size=BATCH, shuffle=shuffle,
+                                     shuffle_buffer_rows=2_000),
+                     train=TrainConfig(epochs=2, seed=seed))
+
+
+def _file_order(data, split: str = "train") -> np.ndarray:
+    return pads.dataset(str(data / split)).to_table(columns=["sample_id"])["sample_id"].to_numpy()
+
+
+def _positions(file_order: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Each id's row number in the split's files."""
+    order = np.argsort(file_order)
+    return order[np.searchsorted(file_order[order], ids)]
+
+
+def _epoch_ids(config: JobConfig, name: str, epoch: int, ingest=None) -> list[np.ndarray]:
+    """The sample ids each rank receives of dataset `name`, in order."""
+    dataset = prepare_dataset(config)
+    datasets = ray_datasets(dataset, config=config, epochs=config.train.epochs)
+    iterators = (ingest or training_ingest()).configure({name: datasets[name]}, WORKERS, None, None)
+    rows = dataset.splits["train"].rows
+    out: list[np.ndarray | None] = [None] * WORKERS
+
+    def consume(rank: int) -> None:
+        shuffle = local_shuffle(config, rows, epoch, rank) if name != "test" else None
+        buffer, seed = shuffle or (None, None)
+        ids = [b["sample_id"] for b in iterators[rank][name].iter_batches(
+            batch_size=BATCH, batch_format="numpy", local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)]
+        out[rank] = np.concatenate(ids)
+
+    threads = [threading.Thread(target=consume, args=(r,)) for r in range(WORKERS)]  # a split streams to all at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize("shuffle", ["full", "local"])
+def test_epochs_are_shuffled_deterministically_into_disjoint_covering_shards(ray_session, uneven_data, shuffle):
+    config = _config(uneven_data, shuffle)
+    file_order = _file_order(uneven_data)
+    epochs = [_epoch_ids(config, train_split(config, e), e) for e in range(2)]
+    for shards in epochs:
+        together = np.concatenate(shards)
+        assert len(np.unique(together)) == len(together), "a row reached two workers"
+        assert set(together) <= set(file_order)
+        assert len(file_order) - len(together) <= WORKERS - 1, "equal-sized training shards drop < world_size rows"
+        assert abs(len(shards[0]) - len(shards[1])) == 0
+        for rank, ids in enumerate(shards):
+            first = _positions(file_order, ids[:BATCH])
+            assert (first >= 4 * BATCH).any(), f"rank {rank} starts with the file's first rows"
+            assert not (np.diff(first) == 1).all(), f"rank {rank} starts with consecutive file rows"
+            if shuffle == "full":  # a batch mixes rows from all over the split
+                assert np.ptp(first) > len(file_order) // 2
+    assert not np.array_equal(epochs[0][0], epochs[1][0]), "two epochs in the same order"
+    again = _epoch_ids(config, train_split(config, 0), 0)
+    for a, b in zip(epochs[0], again):
+        np.testing.assert_array_equal(a, b)  # same seed and epoch: same order on every rank
+    other_seed = _epoch_ids(replace(config, train=TrainConfig(epochs=2, seed=1)), train_split(config, 0), 0)
+    assert not np.array_equal(epochs[0][0], other_seed[0])
+
+
+def test_shuffle_none_streams_file_order(ray_session, uneven_data):
+    config = _config(uneven_data, "none")
+    assert train_split(config, 0) == train_split(config, 1) == "train"
+    file_order = _file_order(uneven_data)
+    shards = _epoch_ids(config, "train", 0)
+    for ids in shards:
+        assert (np.diff(_positions(file_order, ids[:BATCH])) == 1).all(), "file order within a block"
+    assert len(file_order) - sum(len(s) for s in shards) <= WORKERS - 1
+
+
+def test_evaluation_shards_keep_every_row_of_an_odd_split(ray_session, uneven_data):
+    """`equal=False`: 2 workers get every row of a test split of odd length once."""
+    config = _config(uneven_data, "full")
+    want = _file_order(uneven_data, "test")
+    assert len(want) % WORKERS == 1
+    shards = _epoch_ids(config, "test", 0)
+    np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.sort(want))
+    # scoring any split, train included, keeps every row too
+    train_rows = pads.dataset(str(uneven_data / "train")).count_rows()
+    shards = _epoch_ids(config, "train", 0, ingest=evaluation_ingest())
+    assert sum(len(s) for s in shards) == train_rows
