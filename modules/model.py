@@ -110,8 +110,24 @@ class SeesawModel(nn.Module):
         return self.dense_arch(pooled, batch.dense, batch.domain)
 
     def forward(self, batch: Batch) -> tuple[torch.Tensor, StepOutput]:
-        out = self.predict(batch)
-        loss, task_losses = multitask_loss(out, batch.labels, batch.weight)
-        aux = out.aux_loss.detach() if out.aux_loss is not None else torch.zeros((), device=loss.device)
-        return loss, StepOutput(out.logits.detach(), task_losses.detach(), aux,
-                                {k: v.detach() for k, v in out.telemetry.items()})
+        """Loss and detached outputs of one batch.
+
+        Traceable by torch.fx with the sparse and dense archs as leaves (TorchRec's
+        TrainPipelineSparseDist traces it to find the EBC's input, `batch.sparse`): everything
+        that inspects the dense arch's output in Python (the optional aux loss, the telemetry
+        dict) happens inside `step_output`, which the tracer records as one call.
+        """
+        return step_output(self.predict(batch), batch.labels, batch.weight)
+
+
+def step_output(out: ArchOutput, labels: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, StepOutput]:
+    """(total loss, detached StepOutput) of a dense arch's output; see `multitask_loss`."""
+    loss, task_losses = multitask_loss(out, labels, weight)
+    aux = out.aux_loss.detach() if out.aux_loss is not None else torch.zeros((), device=loss.device)
+    return loss, StepOutput(out.logits.detach(), task_losses.detach(), aux,
+                            {k: v.detach() for k, v in out.telemetry.items()})
+
+
+# a leaf of fx traces: it iterates the telemetry dict and tests aux_loss for None, which a Proxy
+# cannot do (torch.fx.wrap must be called at module level, for a module-level function)
+torch.fx.wrap("step_output")

@@ -6,6 +6,7 @@ next batch) and sync wait (lockstep's per-step collective, i.e. the slowest work
 
 from __future__ import annotations
 
+import contextlib
 import resource
 import time
 from dataclasses import dataclass, field
@@ -87,25 +88,30 @@ class TimedIterator:
 
 def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch],
            device: torch.device) -> Iterator[StepOutput]:
-    """Train steps over `batches`, yielding each step's output.
+    """Train steps over `batches` through TorchRec's TrainPipelineSparseDist, yielding each
+    step's output.
 
-    On CUDA, TorchRec's TrainPipelineSparseDist overlaps the host-to-device copy and the
-    embedding all-to-all of the next batches with this batch's dense compute. On CPU there is
-    nothing to overlap with, so a plain step runs.
+    The pipeline keeps up to three batches in flight: while batch i runs forward, backward and
+    the optimizer, batch i+1's embedding input all-to-all is under way and batch i+2 is copied
+    to the device (on CUDA, on side streams). On CPU there are no streams and the copy is a
+    no-op, but the same code path runs, so the step that trains on GPUs is the step the CPU
+    tests cover. The numbers equal a plain forward/zero_grad/backward/step loop: each batch's
+    lookup still happens in its own forward, after the previous update.
+
+    The pipeline rewrites the sharded EBC's forward; it is restored (`detach`) when the steps
+    end, so that evaluation afterwards calls the ordinary forward. Up to two batches the
+    pipeline had already taken from `batches` are left untrained when the caller stops early.
     """
-    if device.type == "cuda":
-        pipeline = TrainPipelineSparseDist(model, optimizer, device)
+    pipeline = TrainPipelineSparseDist(model, optimizer, device)
+    try:
         while True:
             try:
-                yield pipeline.progress(batches)
+                out = pipeline.progress(batches)
             except StopIteration:
                 return
-    for batch in batches:
-        loss, out = model(batch.to(device))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        yield out
+            yield out
+    finally:
+        pipeline.detach()
 
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
@@ -124,29 +130,29 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
         pass
     stats.skipped = skip
     t_start = t_last = time.perf_counter()
-    for out in _steps(model, optimizer, synced, device):
-        now = time.perf_counter()
-        wait, sync = fed.waited, synced.waited - fed.waited
-        fed.waited = synced.waited = 0.0
-        if stats.steps == 0:
-            stats.first_batch_s, wait, sync = now - t_start, 0.0, 0.0
-            stats.step_s.append(0.0)  # the first step's compute is inside the first-batch time
-        else:
-            stats.step_s.append(now - t_last - wait - sync)
-        stats.wait_s.append(wait)
-        stats.sync_s.append(sync)
-        t_last = now
-        losses = out.task_losses.cpu()
-        stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
-        for name, value in out.telemetry.items():
-            value = value.float().cpu()
-            stats.telemetry_sum[name] = stats.telemetry_sum[name] + value if name in stats.telemetry_sum else value
-        stats.steps += 1
-        stats.batch_rows.append(int(out.logits.shape[0]))
-        if on_step is not None:
-            on_step(stats)
-        if max_steps and skip + stats.steps >= max_steps:
-            break
+    # closing: the pipeline restores the model's forward when the loop ends, even on a break
+    with contextlib.closing(_steps(model, optimizer, synced, device)) as steps:
+        for out in steps:
+            now = time.perf_counter()
+            wait, sync = fed.waited, synced.waited - fed.waited
+            fed.waited = synced.waited = 0.0
+            if stats.steps == 0:
+                stats.first_batch_s, wait, sync = now - t_start, 0.0, 0.0
+                stats.step_s.append(0.0)  # the first step's compute is inside the first-batch time
+            else:
+                stats.step_s.append(now - t_last - wait - sync)
+            stats.wait_s.append(wait)
+            stats.sync_s.append(sync)
+            t_last = now
+            losses = out.task_losses.cpu()
+            stats.loss_sum = losses if stats.loss_sum is None else stats.loss_sum + losses
+            for name, value in out.telemetry.items():
+                value = value.float().cpu()
+                stats.telemetry_sum[name] = stats.telemetry_sum[name] + value if name in stats.telemetry_sum else value
+            stats.steps += 1
+            stats.batch_rows.append(int(out.logits.shape[0]))
+            if on_step is not None:
+                on_step(stats)
+            if max_steps and skip + stats.steps >= max_steps:
+                break
     return stats
-
-
