@@ -23,11 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="output data set directory")
     parser.add_argument("--raw-dir", type=Path, default=None,
                         help="read every raw file by its name from this directory instead of the recipe's paths")
+    parser.add_argument("--stream", action="store_true",
+                        help="bounded memory: passes over record batches, for logs larger than memory (same output)")
+    parser.add_argument("--batch-rows", type=int, default=None, help="--stream: rows per record batch")
     args = parser.parse_args(argv)
 
     def body() -> None:
         start = time.perf_counter()
-        summary = prepare(load_recipe(args.recipe), args.out, args.raw_dir)
+        summary = prepare(load_recipe(args.recipe), args.out, args.raw_dir, streaming=args.stream,
+                          batch_rows=args.batch_rows)
         print(json.dumps({"out": str(args.out), "rows": summary["rows"],
                           "seconds": round(time.perf_counter() - start, 2)}))
 

@@ -18,6 +18,7 @@ import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,8 @@ from ray_jobs.core.errors import RawDataError
 from ray_jobs.core.log import logger
 from ray_jobs.data.dataset import SPLITS
 from ray_jobs.data.readers import Origin, _unify, read_source
-from ray_jobs.data.recipe import (DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, DaySplit, Domain, RandomSplit, Recipe,
+from ray_jobs.data.recipe import (DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, DaySplit, DenseSpec, Domain,
+                                  RandomSplit, Recipe,
                                   Split, SparseSpec, Task)
 from ray_jobs.data.splits import assign, fnv1a64, uniform
 
@@ -40,6 +42,7 @@ OOV_WARN_RATE = 0.95  # a feature this much out of vocabulary in valid/test carr
 MIN_POSITIVES = 20  # fewer positives in valid/test: that task's AUC is noise
 MARKER = "prepare.json"
 PART = "part-00000.parquet"
+ROW_GROUP_ROWS = 1024 * 1024  # pyarrow's default row group length, named so both paths cut row groups alike
 
 
 @dataclass(frozen=True)
@@ -109,63 +112,98 @@ def _read_log(recipe: Recipe, raw_dir: Path | None) -> tuple[pa.Table, Origin, n
     return table, Origin(files, starts), split
 
 
-def load_raw(recipe: Recipe, raw_dir: Path | None = None) -> RawLog:
-    """Reads the log, left-joins the side tables and checks every column the recipe uses."""
-    table, log_origin, preset = _read_log(recipe, raw_dir)
-    frame = _frame(table)
-    sources = {c: log_origin for c in frame.columns}
-    rows: dict[str, str] = {}
+@dataclass(frozen=True)
+class Side:
+    """A side table ready to join: its frame (with a row-number column), Origin and key."""
+
+    frame: pd.DataFrame
+    origin: Origin
+    key: str
+    row_column: str
+
+
+def read_sides(recipe: Recipe, raw_dir: Path | None) -> list[Side]:
+    """Every side table in memory (they are small), with its key checked unique."""
+    sides = []
     for j, join in enumerate(recipe.joins):
-        side_table, side_origin = read_source(join.source, raw_dir, recipe.root)
-        side = _frame(side_table)
-        for names, where in ((frame.columns, log_origin), (side.columns, side_origin)):
-            if join.key not in names:
-                raise RawDataError(f"{where}: join key column {join.key!r} not found; columns are {list(names)}")
-        clash = sorted((set(side.columns) & set(frame.columns)) - {join.key})
-        if clash:
-            raise RawDataError(f"{side_origin}: column(s) {clash} already come from {[str(sources[c]) for c in clash]}")
+        table, origin = read_source(join.source, raw_dir, recipe.root)
+        side = _frame(table)
+        if join.key not in side.columns:
+            raise RawDataError(f"{origin}: join key column {join.key!r} not found; columns are {list(side.columns)}")
         dup = side[join.key].duplicated().to_numpy()
         if dup.any():
-            raise RawLog(side, {join.key: side_origin}).first_bad(join.key, dup, "appears more than once")
-        missing = ~frame[join.key].isin(side[join.key]).to_numpy()
-        if missing.any():
-            raise RawLog(frame, sources, rows).first_bad(join.key, missing, f"has no row in {side_origin}")
+            raise RawLog(side, {join.key: origin}).first_bad(join.key, dup, "appears more than once")
         row_column = f"__join{j}_row"
         side[row_column] = np.arange(len(side), dtype=np.int64)
+        sides.append(Side(side, origin, join.key, row_column))
+    return sides
+
+
+def join_sides(raw: RawLog, sides: list[Side], recipe: Recipe) -> RawLog:
+    """Left-joins the side tables onto the log rows and checks every column the recipe uses."""
+    frame, sources, rows = raw.frame, dict(raw.sources), dict(raw.rows)
+    log_origin = next(iter(sources.values()))
+    for side in sides:
+        if side.key not in frame.columns:
+            raise RawDataError(f"{log_origin}: join key column {side.key!r} not found; columns are {list(frame.columns)}")
+        clash = sorted((set(side.frame.columns) & set(frame.columns)) - {side.key})
+        if clash:
+            raise RawDataError(f"{side.origin}: column(s) {clash} already come from {[str(sources[c]) for c in clash]}")
+        missing = ~frame[side.key].isin(side.frame[side.key]).to_numpy()
+        if missing.any():
+            raise RawLog(frame, sources, rows).first_bad(side.key, missing, f"has no row in {side.origin}")
         index = frame.index
-        frame = frame.merge(side, on=join.key, how="left", validate="many_to_one")
+        frame = frame.merge(side.frame, on=side.key, how="left", validate="many_to_one")
         frame.index = index
-        sources.update({c: side_origin for c in side.columns if c != join.key})
-        rows.update({c: row_column for c in side.columns if c not in (join.key, row_column)})
+        sources.update({c: side.origin for c in side.frame.columns if c != side.key})
+        rows.update({c: side.row_column for c in side.frame.columns if c not in (side.key, side.row_column)})
     files = sorted({str(p) for o in sources.values() for p in o.files})
     for column in _needed(recipe):
         if column not in frame.columns:
             shown = [c for c in frame.columns if not c.startswith("__join")]
             raise RawDataError(f"{files if len(files) < 6 else str(log_origin)}: column {column!r} not found; "
                                f"columns are {shown}")
-    raw = RawLog(frame, sources, rows, preset)
+    return RawLog(frame, sources, rows, raw.split)
+
+
+def load_raw(recipe: Recipe, raw_dir: Path | None = None) -> RawLog:
+    """Reads the log, left-joins the side tables and checks every column the recipe uses."""
+    table, log_origin, preset = _read_log(recipe, raw_dir)
+    frame = _frame(table)
+    raw = RawLog(frame, {c: log_origin for c in frame.columns}, {}, preset)
+    raw = join_sides(raw, read_sides(recipe, raw_dir), recipe)
     check_rules(raw, recipe)
     return raw
 
 
-def check_rules(raw: RawLog, recipe: Recipe) -> None:
+def rule_columns(recipe: Recipe) -> list[str]:
+    """Columns whose present values `check_rules` needs."""
+    columns = [t.column for t in recipe.tasks if t.positive is not None]
+    return columns + ([recipe.domain.column] if recipe.domain.map is not None else [])
+
+
+def present_values(raw: RawLog, recipe: Recipe) -> dict[str, set[str]]:
+    return {c: set(canonical(raw.frame[c]).dropna().unique()) for c in rule_columns(recipe)}
+
+
+def check_rules(raw: RawLog, recipe: Recipe, present: dict[str, set[str]] | None = None) -> None:
     """Every value a recipe rule names must occur in the log: a `positive` label value or a
     `domain.map` key that never appears is a typo, which would otherwise give an all-zero task
-    or an empty domain silently."""
+    or an empty domain silently. `present`: column -> values seen (streaming: over every batch)."""
+    present = present_values(raw, recipe) if present is None else present
     for task in recipe.tasks:
         if task.positive is not None:
-            present = set(canonical(raw.frame[task.column]).dropna().unique())
             for value in task.positive:
-                if canonical_scalar(value) not in present:
+                if canonical_scalar(value) not in present[task.column]:
                     raise RawDataError(f"{raw.where(task.column)}: task {task.output!r}: positive value {value!r} "
-                                       f"never appears in column {task.column!r} (values: {_some(present)})")
+                                       f"never appears in column {task.column!r} "
+                                       f"(values: {_some(present[task.column])})")
     if recipe.domain.map is not None:
         column = recipe.domain.column
-        present = set(canonical(raw.frame[column]).dropna().unique())
         for value in recipe.domain.map:
-            if canonical_scalar(value) not in present:
+            if canonical_scalar(value) not in present[column]:
                 raise RawDataError(f"{raw.where(column)}: domain.map: value {value!r} never appears in column "
-                                   f"{column!r} (values: {_some(present)})")
+                                   f"{column!r} (values: {_some(present[column])})")
 
 
 def _some(values: set[str], limit: int = 8) -> str:
@@ -173,15 +211,16 @@ def _some(values: set[str], limit: int = 8) -> str:
     return ", ".join(repr(v) for v in shown) + (", ..." if len(values) > limit else "")
 
 
-def split_ids(raw: RawLog, split: Split) -> np.ndarray:
-    """[N] int in {0, 1, 2} (train, valid, test) by the recipe's split kind."""
+def split_ids(raw: RawLog, split: Split, first_day: pd.Timestamp | None = None, check: bool = True) -> np.ndarray:
+    """[N] int in {0, 1, 2} (train, valid, test) by the recipe's split kind (`first_day`: the
+    log's first day when `raw` is one batch of it; `check`: every split must have rows)."""
     if split.kind == "files":
         ids = raw.split
     elif split.kind == "random":
         ids = random_split_ids(raw, split.random)
     else:
-        ids = day_split_ids(raw, split.day)
-    for i, name in enumerate(SPLITS):
+        ids = day_split_ids(raw, split.day, first_day)
+    for i, name in enumerate(SPLITS if check else ()):
         if not (ids == i).any():
             column = split.column or (split.random.key if split.random else None) or "split"
             raise RawDataError(f"{raw.where(column) if column in raw.sources else 'split'}: split {name!r} has no rows "
@@ -203,8 +242,8 @@ def random_split_ids(raw: RawLog, rule: RandomSplit) -> np.ndarray:
     return assign(uniform(h, rule.seed), rule.valid, rule.test)
 
 
-def day_split_ids(raw: RawLog, split: DaySplit) -> np.ndarray:
-    """[N] int in {0, 1, 2} (train, valid, test) by calendar day since the log's first day."""
+def dates_of(raw: RawLog, split: DaySplit) -> pd.Series:
+    """The split column as datetimes; an unparseable value is an error naming its row."""
     values = raw.frame[split.column]
     if pd.api.types.is_datetime64_any_dtype(values):
         dates = values
@@ -213,7 +252,14 @@ def day_split_ids(raw: RawLog, split: DaySplit) -> np.ndarray:
     bad = dates.isna().to_numpy()
     if bad.any():
         raise raw.first_bad(split.column, bad, f"is not a date of format {split.format!r}")
-    day = (dates.dt.normalize() - dates.min().normalize()).dt.days.to_numpy()
+    return dates
+
+
+def day_split_ids(raw: RawLog, split: DaySplit, first_day: pd.Timestamp | None = None) -> np.ndarray:
+    """[N] int in {0, 1, 2} (train, valid, test) by calendar day since the log's first day."""
+    dates = dates_of(raw, split)
+    first_day = dates.min().normalize() if first_day is None else first_day
+    day = (dates.dt.normalize() - first_day).dt.days.to_numpy()
     ends = np.cumsum([split.train_days, split.valid_days, split.test_days])
     late = day >= ends[-1]
     if late.any():
@@ -222,12 +268,19 @@ def day_split_ids(raw: RawLog, split: DaySplit) -> np.ndarray:
 
 
 def canonical(values: pd.Series) -> pd.Series:
-    """Raw categories as strings so 7, 7.0 and "7" share one vocabulary entry; missing stays NA."""
-    if pd.api.types.is_float_dtype(values):
-        present = values.dropna().to_numpy()
-        if np.isfinite(present).all() and (present % 1 == 0).all():
-            values = values.astype("Int64")
-    return values.astype("string")
+    """Raw categories as strings so 7, 7.0 and "7" share one vocabulary entry; missing stays NA.
+
+    Value by value (an integral float loses its `.0`, 7.5 stays "7.5"), so a batch of rows
+    gets the same strings as the whole column: the streaming path relies on it."""
+    if not pd.api.types.is_float_dtype(values):
+        return values.astype("string")
+    x = values.to_numpy(np.float64)
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(x) & (x % 1 == 0) & (np.abs(x) < 2.0 ** 53)
+    text = values.astype("string")
+    if integral.any():
+        text[integral] = pd.Series(x[integral].astype(np.int64), index=values.index[integral]).astype("string")
+    return text
 
 
 def canonical_scalar(value: object) -> str:
@@ -237,7 +290,11 @@ def canonical_scalar(value: object) -> str:
 
 def _ranked(values: pd.Series, min_count: int) -> pd.DataFrame:
     """Values seen at least `min_count` times, by count descending then value (deterministic)."""
-    counts = canonical(values).value_counts(dropna=True)
+    return ranked_counts(canonical(values).value_counts(dropna=True), min_count)
+
+
+def ranked_counts(counts: pd.Series, min_count: int) -> pd.DataFrame:
+    """`_ranked` from counts (value -> count; the streaming path sums them over batches)."""
     counts = counts[counts >= min_count]
     ranked = pd.DataFrame({"value": counts.index.astype("string"), "count": counts.to_numpy(np.int64)})
     return ranked.sort_values(["count", "value"], ascending=[False, True], kind="stable", ignore_index=True)
@@ -245,9 +302,12 @@ def _ranked(values: pd.Series, min_count: int) -> pd.DataFrame:
 
 def fit_vocab(values: pd.Series, min_count: int) -> pd.DataFrame:
     """Vocabulary (value, count, id) with ids 1..V; rarer values will encode to OOV 0."""
-    vocab = _ranked(values, min_count)
-    vocab["id"] = np.arange(1, len(vocab) + 1, dtype=np.int64)
-    return vocab
+    return vocab_of(_ranked(values, min_count))
+
+
+def vocab_of(ranked: pd.DataFrame) -> pd.DataFrame:
+    ranked["id"] = np.arange(1, len(ranked) + 1, dtype=np.int64)
+    return ranked
 
 
 def encode_with_vocab(values: pd.Series, vocab: pd.DataFrame) -> np.ndarray:
@@ -344,20 +404,33 @@ def fit_encoders(train: RawLog, recipe: Recipe) -> Encoders:
             x = _numeric(train, f.column).dropna().to_numpy()
             if x.size == 0:
                 raise RawDataError(f"{train.where(f.column)}: column {f.column!r} has no values in the training split")
-            q = np.arange(1, f.buckets.quantiles) / f.buckets.quantiles
-            boundaries[f.output] = tuple(float(b) for b in np.unique(np.quantile(x, q)))
+            boundaries[f.output] = quantile_cuts(x, f.buckets.quantiles)
     vocabs = {f.output: fit_vocab(_sparse_values(train, f, boundaries), recipe.min_count_of(f)) for f in recipe.sparse}
     dense = {}
     for d in recipe.dense:
-        x = _numeric(train, d.column).to_numpy()
-        t = _signed_log1p(x) if d.log1p else x
-        if np.isnan(t).all():
-            raise RawDataError(f"{train.where(d.column)}: column {d.column!r} has no values in the training split")
-        std = float(np.nanstd(t))
-        dense[d.output] = (float(np.nanmean(t)), std if std > 0 else 1.0)
-    kept = tuple(_ranked(domain_values(train, recipe.domain), max(recipe.domain.min_rows, 1))["value"])
-    domains = tuple(d for d in kept if d != OTHER) + (OTHER,)  # always last: any later row can be encoded
+        dense[d.output] = dense_stats(_numeric(train, d.column).to_numpy(), d, train.where(d.column))
+    domains = domain_list(_ranked(domain_values(train, recipe.domain), max(recipe.domain.min_rows, 1)))
     return Encoders(vocabs, boundaries, dense, domains)
+
+
+def quantile_cuts(x: np.ndarray, quantiles: int) -> tuple[float, ...]:
+    """Cut points of `quantiles` equal-frequency buckets of the training values x [N] (no NaN)."""
+    q = np.arange(1, quantiles) / quantiles
+    return tuple(float(b) for b in np.unique(np.quantile(x, q)))
+
+
+def dense_stats(x: np.ndarray, d: DenseSpec, where: str) -> tuple[float, float]:
+    """(mean, std) of the training values x [N] (NaN = missing) after the optional log1p."""
+    t = _signed_log1p(x) if d.log1p else x
+    if np.isnan(t).all():
+        raise RawDataError(f"{where}: column {d.column!r} has no values in the training split")
+    std = float(np.nanstd(t))
+    return float(np.nanmean(t)), std if std > 0 else 1.0
+
+
+def domain_list(ranked: pd.DataFrame) -> tuple[str, ...]:
+    kept = tuple(ranked["value"])
+    return tuple(d for d in kept if d != OTHER) + (OTHER,)  # always last: any later row can be encoded
 
 
 def labels(raw: RawLog, task: Task) -> np.ndarray:
@@ -429,9 +502,15 @@ def group_ids(values: pd.Series) -> np.ndarray:
     would pool every rare user into one group): integer ids as they are, anything else hashed
     (stable across splits and runs)."""
     numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().all() and (numeric == numeric.round()).all():
+    if pd.api.types.is_integer_dtype(numeric):
         return numeric.to_numpy().astype(np.int64)
-    return pd.util.hash_array(values.astype(str).to_numpy()).view(np.int64)
+    # value by value (a batch gets the ids the whole column would): integral numbers as they
+    # are, anything else hashed
+    x = numeric.to_numpy(np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        integral = np.isfinite(x) & (x % 1 == 0) & (np.abs(x) < 2.0 ** 53)
+    hashed = pd.util.hash_array(values.astype(str).to_numpy()).view(np.int64)
+    return np.where(integral, np.where(integral, x, 0).astype(np.int64), hashed)
 
 
 def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
@@ -452,23 +531,41 @@ def build_spec(recipe: Recipe, encoders: Encoders) -> DatasetSpec:
     )
 
 
-def _summary(recipe: Recipe, spec: DatasetSpec, tables: dict[str, pa.Table]) -> dict:
-    def rate(table: pa.Table, column: str, value: int = 1) -> float:
-        return round(float(np.mean(table[column].to_numpy() == value)), 6)
+@dataclass
+class SplitStats:
+    """Counts `prepare.json` reports of one split: rows, positives [task], OOV rows [feature],
+    rows per domain [D]. Summed batch by batch on the streaming path (`add`)."""
+
+    rows: int
+    positives: dict[str, int]
+    oov: dict[str, int]
+    domains: np.ndarray
+
+    @classmethod
+    def of(cls, table: pa.Table, spec: DatasetSpec) -> "SplitStats":
+        return cls(table.num_rows, {t: int(np.sum(table[t].to_numpy() == 1)) for t in spec.tasks},
+                   {f: int(np.sum(table[f].to_numpy() == OOV)) for f in spec.feature_names},
+                   np.bincount(table[DOMAIN_COLUMN].to_numpy(), minlength=spec.num_domains))
+
+    def add(self, other: "SplitStats") -> "SplitStats":
+        return SplitStats(self.rows + other.rows, {k: v + other.positives[k] for k, v in self.positives.items()},
+                          {k: v + other.oov[k] for k, v in self.oov.items()}, self.domains + other.domains)
+
+
+def _summary(recipe: Recipe, spec: DatasetSpec, stats: dict[str, SplitStats]) -> dict:
+    def rate(count: int, rows: int) -> float:
+        return round(count / rows, 6)
 
     return {
         "recipe": {k: v for k, v in to_dict(recipe).items() if k != "root"},  # machine-independent bytes
-        "rows": {s: t.num_rows for s, t in tables.items()},
-        "positive_rate": {s: {task: rate(t, task) for task in spec.tasks} for s, t in tables.items()},
-        "domain_rows": {
-            s: dict(zip(spec.domains, np.bincount(t[DOMAIN_COLUMN].to_numpy(), minlength=spec.num_domains).tolist()))
-            for s, t in tables.items()
-        },
-        "oov_rate": {s: {f: rate(t, f, OOV) for f in spec.feature_names} for s, t in tables.items()},
+        "rows": {s: t.rows for s, t in stats.items()},
+        "positive_rate": {s: {task: rate(t.positives[task], t.rows) for task in spec.tasks} for s, t in stats.items()},
+        "domain_rows": {s: dict(zip(spec.domains, t.domains.tolist())) for s, t in stats.items()},
+        "oov_rate": {s: {f: rate(t.oov[f], t.rows) for f in spec.feature_names} for s, t in stats.items()},
     }
 
 
-def warnings_of(recipe: Recipe, encoders: Encoders, summary: dict, tables: dict[str, pa.Table]) -> list[str]:
+def warnings_of(recipe: Recipe, encoders: Encoders, summary: dict, stats: dict[str, SplitStats]) -> list[str]:
     """What prepare could do but the user should know: features mostly out of vocabulary in
     valid/test, quantile rules that gave fewer buckets than asked (ties in the training
     values), tasks with too few positives in valid/test to measure."""
@@ -485,15 +582,23 @@ def warnings_of(recipe: Recipe, encoders: Encoders, summary: dict, tables: dict[
                 found.append(f"feature {name!r}: {rate:.0%} of {split} rows are out of vocabulary (id 0); lower its "
                              "min_count or bucket it")
         for task in (t.output for t in recipe.tasks):
-            positives = int(np.sum(tables[split][task].to_numpy()))
+            positives = stats[split].positives[task]
             if positives < MIN_POSITIVES:
                 found.append(f"task {task!r}: {positives} positive(s) in {split} (< {MIN_POSITIVES}); its {split} "
                              "metrics are noise")
     return found
 
 
-def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None) -> dict:
-    """Runs the whole preparation; nothing is written until every split has been encoded."""
+def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None, streaming: bool = False,
+            batch_rows: int | None = None) -> dict:
+    """Runs the whole preparation; nothing is written until every split has been encoded.
+
+    `streaming`: two bounded-memory passes over record batches instead (`ray_jobs.data.stream`),
+    for logs larger than memory; the output is byte-identical."""
+    if streaming:
+        from ray_jobs.data.stream import prepare_streaming
+
+        return prepare_streaming(recipe, out, raw_dir, batch_rows)
     raw = load_raw(recipe, raw_dir)
     split = split_ids(raw, recipe.split)
     parts = {name: raw.take(split == i) for i, name in enumerate(SPLITS)}
@@ -501,6 +606,18 @@ def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None) -> dic
     tables = {name: encode(part, recipe, encoders) for name, part in parts.items()}
     spec = build_spec(recipe, encoders)
 
+    def place(out: Path) -> None:
+        for name, table in tables.items():
+            (out / name).mkdir()
+            pq.write_table(table, out / name / PART, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+
+    return write_dataset(out, recipe, encoders, spec, {n: SplitStats.of(t, spec) for n, t in tables.items()}, place)
+
+
+def write_dataset(out: str | Path, recipe: Recipe, encoders: Encoders, spec: DatasetSpec,
+                  stats: dict[str, SplitStats], place: Callable[[Path], None]) -> dict:
+    """Replaces `out`'s data set: stale splits and the marker go first, `place(out)` puts the
+    split files, then the encoders, the spec and finally prepare.json (the completion marker)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).unlink(missing_ok=True)
@@ -508,11 +625,9 @@ def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None) -> dic
         shutil.rmtree(out / stale, ignore_errors=True)
     encoders.save(out / "vocab")
     spec.save(out)
-    for name, table in tables.items():
-        (out / name).mkdir()
-        pq.write_table(table, out / name / PART, compression="zstd")
-    summary = _summary(recipe, spec, tables)
-    summary["warnings"] = warnings_of(recipe, encoders, summary, tables)
+    place(out)
+    summary = _summary(recipe, spec, stats)
+    summary["warnings"] = warnings_of(recipe, encoders, summary, stats)
     for warning in summary["warnings"]:
         logger.warning("prepare: %s", warning)
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")

@@ -137,4 +137,4 @@ def iter_batches(source: Source, files: tuple[Path, ...], columns: list[str] | N
         with pcsv.open_csv(path, read, parse, convert) as stream:
             for batch in stream:
                 table = _clean(pa.Table.from_batches([batch]), source)
-                yield from table.to_batches()
+                yield from table.to_batches(max_chunksize=batch_rows)
