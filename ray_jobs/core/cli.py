@@ -13,6 +13,7 @@ from typing import Any, Callable
 import yaml
 
 from modules.strict import ConfigError
+from ray_jobs.core.console import set_verbose
 from ray_jobs.core.config import JobConfig, apply_overrides, load_config
 from ray_jobs.core.errors import USER_ERRORS
 
@@ -30,6 +31,8 @@ def add_job_flags(parser: argparse.ArgumentParser, workers_flag: str = "--num-wo
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key by its dotted path, e.g. --set train.optim.dense_lr=0.01 "
                              "(VALUE is read as YAML); repeatable")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print everything Ray, TorchRec and FBGEMM log (by default it goes to <run dir>/logs/)")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -49,6 +52,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 def job_from_args(args: argparse.Namespace) -> JobConfig:
     """The JobConfig the job flags of `add_job_flags` ask for: the config file (or the embedded
     default), then --data/--epochs/workers/--arch, then every --set, all through one strict helper."""
+    set_verbose(getattr(args, "verbose", False))
     flags = {"data.path": getattr(args, "data", None), "train.epochs": getattr(args, "epochs", None),
              "workers.num_workers": getattr(args, "num_workers", None), "model.arch": getattr(args, "arch", None)}
     flags = {k: v for k, v in flags.items() if v is not None}

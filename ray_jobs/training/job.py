@@ -11,6 +11,7 @@ import pandas as pd
 
 from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError
+from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
@@ -35,18 +36,22 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     # mid-epoch checkpoints resume at a batch position, which means the same batches only in order
     ingest = ordered_ingest() if config.train.checkpoint_every_steps else None
-    trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, dataset_config=ingest)
-    result = trainer.fit()
+    run_dir = Path(config.runs_dir).resolve() / run_name
+    log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
+    try:
+        trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, dataset_config=ingest)
+        result = trainer.fit()
+    finally:
+        console.remove_handler(log_file)
     if result.error:
         raise result.error
-    run_dir = Path(config.runs_dir).resolve() / run_name
     with result.checkpoint.as_directory() as checkpoint_dir:
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
         shutil.copyfile(Path(checkpoint_dir) / PREDICTIONS_FILE, run_dir / PREDICTIONS_FILE)
     (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (run_dir / JOB_FILE).write_text(dump_config(config))
     (run_dir / LATEST_CHECKPOINT_FILE).write_text(result.checkpoint.path + "\n")
-    print(cells_table(pd.DataFrame(metrics["cells"])))
+    logger.info("%s", cells_table(pd.DataFrame(metrics["cells"])))
     logger.info("test mean AUC %.4f, mean GAUC %.4f", metrics["summary"]["test_mean_auc"],
                 metrics["summary"]["test_mean_gauc"])
     logger.info("run directory: %s", run_dir)
