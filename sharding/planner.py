@@ -15,7 +15,9 @@ from torch import nn
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
-from torchrec.distributed.planner.types import ParameterConstraints
+from torchrec.distributed.planner.stats import NoopEmbeddingStats
+from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
+from torchrec.distributed.planner.types import KernelConfig, ParameterConstraints, TopologyFactory, TrainerConfig
 from torchrec.distributed.types import ShardingPlan, ShardingType
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
 
@@ -70,16 +72,17 @@ def constraints_for(tables: list[EmbeddingBagConfig], device: DeviceType,
     }
 
 
+# Each device's memory the planner leaves to dense parameters, activations and the input batches.
+RESERVED_FRACTION = 0.15
+
+
 def make_topology(world_size: int, device: DeviceType, local_world_size: int | None = None,
                   hbm_gb: float | None = None, ddr_gb: float | None = None) -> Topology:
     """A planner topology; it need not exist (plan previews for clusters you don't have)."""
-    return Topology(
-        world_size=world_size,
-        local_world_size=local_world_size or world_size,
-        compute_device=device,
-        hbm_cap=int(hbm_gb * GIB) if hbm_gb is not None else None,
-        ddr_cap=int(ddr_gb * GIB) if ddr_gb is not None else None,
-    )
+    trainer = TrainerConfig(world_size=world_size, local_world_size=local_world_size or world_size,
+                            hbm_cap_bytes=int(hbm_gb * GIB) if hbm_gb is not None else None,
+                            ddr_cap_bytes=int(ddr_gb * GIB) if ddr_gb is not None else None)
+    return TopologyFactory.create_topology(trainer, kernel_config=KernelConfig(compute_device=device))
 
 
 def sharders() -> list:
@@ -94,6 +97,10 @@ def plan_sharding(model: nn.Module, tables: list[EmbeddingBagConfig], topology: 
         topology=topology,
         batch_size=batch_size,
         constraints=constraints_for(tables, topology.compute_device, config),  # type: ignore[arg-type]
+        # TorchRec's recommendation: a fixed share of each device's memory held back (the default
+        # heuristic estimates dense tensors, which a model built on the meta device does not have)
+        storage_reservation=FixedPercentageStorageReservation(percentage=RESERVED_FRACTION),
+        stats=NoopEmbeddingStats(),  # the plan is shown once, as sharding.preview's compact table
         debug=False,
     )
     if pg is not None:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+import ray_jobs  # noqa: F401  Ray's env-var defaults (ray_jobs.core.console), before anything imports Ray
 
 
 @pytest.fixture(scope="session")
@@ -15,9 +12,10 @@ def ray_session():
     """One local Ray for every test that needs it, with spare logical CPUs for Ray Data reads."""
     import ray
 
+    from ray_jobs.training.runtime import start_local_ray
+
     if not ray.is_initialized():
-        # address="local": always a fresh instance, never a cluster another process left running
-        ray.init(address="local", num_cpus=6, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        start_local_ray(num_cpus=6)  # the same local Ray as a job's (dashboard, quiet console)
     yield ray
     ray.shutdown()
 

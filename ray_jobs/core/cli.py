@@ -14,6 +14,7 @@ import yaml
 
 from modules.strict import ConfigError
 from ray_jobs.core.config import C, JobConfig, apply_overrides, load_config, with_overrides
+from ray_jobs.core.console import set_verbose
 from ray_jobs.core.errors import USER_ERRORS
 from ray_jobs.core.paths import job_paths
 
@@ -31,6 +32,8 @@ def add_job_flags(parser: argparse.ArgumentParser, workers_flag: str = "--num-wo
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key by its dotted path, e.g. --set train.optim.dense_lr=0.01 "
                              "(VALUE is read as YAML); repeatable")
+    parser.add_argument("--verbose", action="store_true",
+                        help="print everything Ray, TorchRec and FBGEMM log (by default it goes to <run dir>/logs/)")
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -51,6 +54,7 @@ def job_from_args(args: argparse.Namespace) -> JobConfig:
     """The JobConfig the job flags of `add_job_flags` ask for: the config file (or the embedded
     default), then --data/--epochs/workers/--arch, then every --set, all through one strict helper;
     data.path and runs_dir then made absolute, the same directory on every node (`core.paths`)."""
+    set_verbose(getattr(args, "verbose", False))
     flags = {"data.path": getattr(args, "data", None), "train.epochs": getattr(args, "epochs", None),
              "workers.num_workers": getattr(args, "num_workers", None), "model.arch": getattr(args, "arch", None)}
     flags = {k: v for k, v in flags.items() if v is not None}

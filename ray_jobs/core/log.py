@@ -29,11 +29,19 @@ class _CurrentStdout(logging.StreamHandler):
         pass
 
 
+class _EveryLine(logging.Formatter):
+    """FORMAT on every line of a multi-line message (a table stays recognisably Seesaw's)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = FORMAT.replace("%(message)s", "")
+        return "\n".join(prefix + line for line in record.getMessage().splitlines() or [""])
+
+
 def _configure() -> None:
     if logger.handlers:
         return
     handler = _CurrentStdout()
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(_EveryLine())
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False  # Ray Train sets the worker's root logger up; never print twice

@@ -21,10 +21,12 @@ import pandas as pd
 import ray
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune import Callback
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.variant_generator import generate_variants
 
 from modules.strict import ConfigError
+from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, ModelConfig, WorkersConfig, apply_overrides, dump_config
 from ray_jobs.core.log import logger
 from ray_jobs.core.tables import markdown
@@ -133,6 +135,31 @@ def trials_table(experiment_dir: Path, keys: list[str], metric: str, max_epochs:
     return pd.DataFrame(rows).sort_values(metric, ascending=False, na_position="last", ignore_index=True)
 
 
+class TrialLines(Callback):
+    """One Seesaw line per finished trial, in place of Tune's status table every 30 s
+    (`--verbose` brings the table back)."""
+
+    def __init__(self, metric: str) -> None:
+        self._metric = metric
+
+    def _line(self, trial: Any, how: str) -> None:
+        result = trial.last_result or {}
+        value = result.get(self._metric)
+        logger.info("trial %s %s after %d epoch(s): %s %s", trial.trial_id, how, result.get(TIME_ATTR, 0),
+                    self._metric, "-" if value is None else f"{value:.4f}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "finished")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._line(trial, "failed")
+
+
+def _run_config(name: str, experiment_dir: Path, metric: str) -> tune.RunConfig:
+    return tune.RunConfig(name=name, storage_path=str(experiment_dir.parent), callbacks=[TrialLines(metric)],
+                          verbose=None if console.verbose() else 0)
+
+
 def _new_tuner(trainable: Any, space: dict[str, Any], base: JobConfig, name: str, experiment_dir: Path,
                options: SearchOptions) -> tune.Tuner:
     concurrent = options.max_concurrent or max_concurrent_trials(base.workers, ray.cluster_resources())
@@ -144,7 +171,7 @@ def _new_tuner(trainable: Any, space: dict[str, Any], base: JobConfig, name: str
         trainable, param_space=space,
         tune_config=tune.TuneConfig(num_samples=options.num_samples, scheduler=scheduler,
                                     max_concurrent_trials=concurrent, trial_dirname_creator=_trial_dirname_creator),
-        run_config=tune.RunConfig(name=name, storage_path=str(experiment_dir.parent)),
+        run_config=_run_config(name, experiment_dir, options.metric),
     )
 
 

@@ -11,6 +11,7 @@ import pandas as pd
 
 from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError
+from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
@@ -37,11 +38,15 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
                           f"valid: {validation_metric_names(dataset.spec)}")
     init_ray(config)
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, checkpoint_score=SELECT_SCORE)
-    result = trainer.fit()
+    run_dir = Path(config.runs_dir).resolve() / run_name
+    log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
+    try:
+        trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, checkpoint_score=SELECT_SCORE)
+        result = trainer.fit()
+    finally:
+        console.remove_handler(log_file)
     if result.error:
         raise result.error
-    run_dir = Path(config.runs_dir).resolve() / run_name
     with result.checkpoint.as_directory() as checkpoint_dir:
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
         shutil.copyfile(Path(checkpoint_dir) / PREDICTIONS_FILE, run_dir / PREDICTIONS_FILE)
@@ -52,7 +57,7 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     models = [p for p in models if Path(p).exists()]
     if models:  # the last model checkpoint still kept (the results report after it holds no model)
         (run_dir / LATEST_CHECKPOINT_FILE).write_text(max(models) + "\n")
-    print(cells_table(pd.DataFrame(metrics["cells"])))
+    logger.info("%s", cells_table(pd.DataFrame(metrics["cells"])))
     summary = metrics["summary"]
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),
                 cell(summary["test_mean_gauc"]), summary["best_epoch"], summary["epoch"], summary["select_metric"])

@@ -32,6 +32,7 @@ from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import Predictions, gather, predict
 from ray_jobs.training.epoch import EpochStats, train_epoch
 from ray_jobs.training.fault_injection import SelfKill
+from ray_jobs.training.progress import EpochProgress
 from ray_jobs.training.worker import WorkerContext, build_sharded_model, json_default, shard_batches, worker_nodes
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
@@ -134,25 +135,23 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if stopped:
             break
 
+        progress = EpochProgress(rank, epoch, config.train.epochs, min(steps_hint, config.train.max_steps_per_epoch or steps_hint),
+                                 spec.tasks, world_size, config.train.log_every)
+
         def on_step(stats: EpochStats) -> None:
             every = config.train.checkpoint_every_steps
             if every and stats.position % every == 0:
                 save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: math.nan,
                                  **stats.metrics(world_size)}, sharded, optimizer,
                                 {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best}, rank, {})
-            if rank == 0 and stats.steps % config.train.log_every == 0:
-                m = stats.metrics(world_size)
-                losses = " ".join(f"{t} {v:.4f}" for t, v in zip(spec.tasks, stats.mean_task_losses()))
-                rank0(rank, f"epoch {epoch + 1}/{config.train.epochs} step {stats.steps}/~{steps_hint} | "
-                           f"{m['train_samples_per_s']:,.0f} samples/s | input wait {m['input_wait_fraction']:.0%} "
-                           f"sync wait {m['sync_wait_fraction']:.0%} | "
-                           f"loss {losses}")
+            progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
         batches = shard_batches(train_split(config, epoch), config, collate,
                                 local_shuffle(config, train_rows, epoch, rank))
         stats = train_epoch(sharded, optimizer, batches, device,
                             config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
+        progress.close(stats)
         model_epoch = epoch + 1
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)

@@ -7,18 +7,42 @@ from pathlib import Path
 from typing import Any, Callable
 
 import ray
-from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+import ray.data
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
 
 from modules.strict import to_dict
+from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig
 from ray_jobs.data.dataset import SPLITS, Dataset
 from ray_jobs.data.ingest import ray_datasets, training_ingest
 from ray_jobs.training.fault_injection import from_env as injected_fault_from_env
 
-# Quiet, reproducible defaults for local runs (a user's env vars still win).
-os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Ray's env-var settings (RAY_TRAIN_V2_ENABLED, ...) are set by ray_jobs/__init__.py, before Ray
+# is imported: see ray_jobs.core.console.
+
+
+def start_local_ray(num_cpus: int) -> None:
+    """A fresh local Ray (never a cluster another process left running) with the dashboard.
+
+    The dashboard serves the State API, which Ray Train's PlacementGroupCleaner polls every
+    second (without it, it logs a warning each time), and the Jobs API (`ray job submit`).
+    Every Ray process runs `console.worker_process_setup` first (its console quiet, and
+    RAY_ADDRESS naming this cluster for the State API); worker output reaches the driver.
+    """
+    # a local machine is not preempted (and Ray Train's watcher actor logs a core-worker error)
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, log_to_driver=True,
+             configure_logging=False,
+             runtime_env={"worker_process_setup_hook": "ray_jobs.core.console.worker_process_setup",
+                          "env_vars": {k: os.environ[k] for k in (console.VERBOSE_ENV,) if k in os.environ}})
+    ray.data.DataContext.get_current().print_on_execution_start = console.verbose()
+    # Ray Data's resource coordinator (an actor Ray Train and Ray Data ask for CPU shares) starts
+    # on the first request, inside a 5 s timeout that a busy machine misses (a warning with a
+    # traceback each time): start it here, once, and wait until it is up.
+    from ray.data._internal.cluster_autoscaler import get_or_create_autoscaling_coordinator
+
+    ray.get(get_or_create_autoscaling_coordinator().__ray_ready__.remote())
 
 
 def init_ray(config: JobConfig) -> None:
@@ -33,8 +57,7 @@ def init_ray(config: JobConfig) -> None:
         ray.init()
         return
     needed = config.workers.num_workers * config.workers.cpus_per_worker + 2
-    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, int(needed + 0.999)), include_dashboard=False,
-             log_to_driver=True, configure_logging=False)
+    start_local_ray(max(os.cpu_count() or 1, int(needed + 0.999)))
 
 
 def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], None], run_name: str,
@@ -69,6 +92,8 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
                                                checkpoint_score_attribute=checkpoint_score,
                                                checkpoint_score_order="max"),
             callbacks=callbacks,
+            # Ray Train's own INFO lines (resource requests, worker group start) go to its log files
+            logging_config=LoggingConfig(log_level="INFO" if console.verbose() else "WARNING"),
         ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
         datasets=ray_datasets(dataset, splits, config, epochs=config.train.epochs),

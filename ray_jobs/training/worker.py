@@ -20,6 +20,7 @@ from modules.batch import Batch
 from modules.model import SeesawModel, embedding_tables
 from modules.spec import DatasetSpec
 from modules.strict import from_dict
+from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig
 from ray_jobs.core.run_dir import RESULT_FILE
 from ray_jobs.data.collate import Collator, FetchCollator
@@ -40,9 +41,13 @@ class WorkerContext:
 
     @staticmethod
     def from_loop_config(loop_config: dict[str, Any]) -> "WorkerContext":
-        """Parses the JobConfig and spec that `make_trainer` put into `loop_config` as plain dicts."""
+        """Parses the JobConfig and spec that `make_trainer` put into `loop_config` as plain dicts;
+        this worker's log records go to `<run dir>/logs/worker-<rank>.log` (`core.console`)."""
         config = from_dict(JobConfig, loop_config["job"])
         context = ray.train.get_context()
+        run_dir = Path(config.runs_dir).resolve() / context.get_experiment_name()
+        console.log_to_file(run_dir / console.LOGS_DIR / f"worker-{context.get_world_rank()}.log")
+        console.quiet_process_logging()
         device = ray.train.torch.get_device() if config.workers.use_gpu else torch.device("cpu")
         return WorkerContext(config, DatasetSpec.from_json_dict(loop_config["spec"]), context.get_world_rank(),
                              context.get_world_size(), device)

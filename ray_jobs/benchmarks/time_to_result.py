@@ -1,0 +1,145 @@
+"""Time to result: process start to metrics.json, Seesaw against a plain-PyTorch loop.
+
+`python -m ray_jobs.benchmarks.time_to_result [--data DIR] [--archs sharedbottom,pepnet]`
+
+For each model, two fresh processes are timed from start to exit, one after the other:
+`python -m ray_jobs.train` (local Ray, 1 worker, the whole path: Ray Data, Ray Train, the
+DMP-sharded EBC, validation every epoch, test scoring, the sharded checkpoint) and the plain
+loop below over the same Parquet rows (one process, `torch.nn.EmbeddingBag`, the same dense
+architecture, epochs and batch size; the splits read into memory, validation every epoch and the
+test split scored at the end, metrics.json written). The ratio is Seesaw's wall time over the
+plain loop's; every fixed cost (Ray start-up, worker start, planning, Ray Data's executions)
+is in it. Data: `data/kuairand` when it is prepared
+(`python -m ray_jobs.prepare recipes/kuairand.yaml --out data/kuairand`), else a synthetic
+set of the same size (38k train rows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+KUAIRAND = Path("data/kuairand")
+SYNTHETIC_ROWS = 42_000  # the prepared KuaiRand sample: 38k train + 2k valid + 1.7k test rows
+
+
+def reference_main(data: str, arch: str, epochs: int, batch_size: int, out: Path) -> None:
+    """The plain loop (run in its own process by `measure`): train, validate, test, metrics.json."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from modules.model import SeesawModel, multitask_loss
+    from ray_jobs.benchmarks.reference import ReferenceModel, _inputs
+    from ray_jobs.core.config import DataConfig, JobConfig
+    from ray_jobs.data.dataset import prepare_dataset
+    from ray_jobs.evaluation.metrics import auc
+
+    torch.manual_seed(0)
+    dataset = prepare_dataset(JobConfig(data=DataConfig(path=data, generate=None)))
+    spec = dataset.spec
+    columns = list(spec.required_columns())
+    tables = {s: pq.read_table(list(dataset.splits[s].files), columns=columns) for s in ("train", "valid", "test")}
+    keys = SeesawModel(spec, arch, device="meta").kjt_keys
+    model = ReferenceModel(spec, arch, None, keys)
+    sparse_opt = torch.optim.Adagrad(model.bags.parameters(), lr=0.05)
+    dense_opt = torch.optim.Adam(model.dense_arch.parameters(), lr=1e-3)
+
+    def evaluate(split: str) -> float:
+        model.eval()
+        logits, labels = [], []
+        with torch.no_grad():
+            for start in range(0, tables[split].num_rows, batch_size):
+                sparse, dense, label, domain = _inputs(tables[split].slice(start, batch_size), spec, keys)
+                logits.append(model(sparse, dense, domain).logits)
+                labels.append(label)
+        model.train()
+        logit, label = torch.cat(logits), torch.cat(labels)
+        aucs = [auc(label[:, t].numpy(), logit[:, t].numpy()) for t in range(label.shape[1])]
+        aucs = [a for a in aucs if not math.isnan(a)]  # a task without both classes has no AUC
+        return sum(aucs) / len(aucs)
+
+    summary: dict[str, float] = {}
+    for epoch in range(epochs):
+        for start in range(0, tables["train"].num_rows, batch_size):
+            sparse, dense, labels, domain = _inputs(tables["train"].slice(start, batch_size), spec, keys)
+            loss, _ = multitask_loss(model(sparse, dense, domain), labels, torch.ones(labels.shape[0]))
+            sparse_opt.zero_grad()
+            dense_opt.zero_grad()
+            loss.backward()
+            sparse_opt.step()
+            dense_opt.step()
+        summary = {"epoch": epoch + 1, "val_mean_auc": evaluate("valid")}
+    summary["test_mean_auc"] = evaluate("test")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({"summary": summary}, indent=2))
+
+
+def _timed(command: list[str], metrics: Path) -> float:
+    """Seconds from starting `command` to its exit; an error unless it wrote `metrics`."""
+    start = time.perf_counter()
+    proc = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0 or not metrics.exists():
+        raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return wall
+
+
+def measure(data: Path, arch: str, epochs: int, batch_size: int, out: Path) -> dict[str, float | str]:
+    """One model: Seesaw's and the plain loop's wall time, process start to metrics.json."""
+    stamp = time.strftime("%H%M%S")
+    seesaw_run = f"ttr-{arch}-{stamp}"
+    seesaw = _timed([sys.executable, "-m", "ray_jobs.train", "--data", str(data), "--arch", arch,
+                     "--epochs", str(epochs), "--num-workers", "1", "--run-name", seesaw_run,
+                     "--set", f"runs_dir={out}", "--set", f"data.batch_size={batch_size}"],
+                    out / seesaw_run / "metrics.json")
+    ref_dir = out / f"reference-{arch}-{stamp}"
+    reference = _timed([sys.executable, "-m", "ray_jobs.benchmarks.time_to_result", "--reference", "--data", str(data),
+                        "--archs", arch, "--epochs", str(epochs), "--batch-size", str(batch_size), "--out", str(ref_dir)],
+                       ref_dir / "metrics.json")
+    seesaw_auc = json.loads((out / seesaw_run / "metrics.json").read_text())["summary"]["test_mean_auc"]
+    ref_auc = json.loads((ref_dir / "metrics.json").read_text())["summary"]["test_mean_auc"]
+    return {"arch": arch, "seesaw_s": seesaw, "reference_s": reference, "ratio": seesaw / reference,
+            "seesaw_test_auc": seesaw_auc, "reference_test_auc": ref_auc}
+
+
+def default_data(root: Path) -> Path:
+    """data/kuairand if prepared, else a synthetic set of its size under `root`."""
+    if (KUAIRAND / "spec.json").exists():
+        return KUAIRAND
+    from ray_jobs.data.synthetic import PRESETS, generate
+
+    return generate(replace(PRESETS["tiny"], rows=SYNTHETIC_ROWS), root / f"synthetic-{SYNTHETIC_ROWS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="data set directory (default: data/kuairand, else synthetic)")
+    parser.add_argument("--archs", default="sharedbottom,pepnet")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=Path("reports/time_to_result"))
+    parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)  # the plain loop's own process
+    args = parser.parse_args(argv)
+    if args.reference:
+        reference_main(str(args.data), args.archs, args.epochs, args.batch_size, args.out)
+        return 0
+    from ray_jobs.core.log import logger
+    from ray_jobs.core.tables import markdown
+    import pandas as pd
+
+    data = args.data or default_data(args.out)
+    rows = [measure(data, arch, args.epochs, args.batch_size, args.out.resolve()) for arch in args.archs.split(",")]
+    table = markdown(pd.DataFrame(rows).round(3))
+    logger.info("time to result, %s, %d epochs, 1 worker, batch %d:\n%s", data, args.epochs, args.batch_size, table)
+    (args.out / "time_to_result.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
