@@ -49,6 +49,10 @@ class TrainConfig:
         checkpoint_every_steps: also checkpoint mid-epoch every N steps (None: epoch ends only);
             a restarted job resumes from the latest checkpoint, skipping the batches it trained.
         keep_checkpoints: how many of the latest checkpoints the run directory keeps.
+        precision: "fp32"; "bf16": the forward under CUDA bf16 autocast (the dense matmuls in
+            bf16, the loss and the fp32 master weights as before); "fp16_tables": embedding
+            tables stored in fp16 (half the memory and lookup bandwidth; the fused row-wise
+            Adagrad keeps its fp32 state); "bf16_fp16_tables": both. CUDA workers only.
     """
 
     epochs: int = 2
@@ -58,6 +62,15 @@ class TrainConfig:
     checkpoint_every_steps: int | None = None
     keep_checkpoints: int = 2
     optim: OptimConfig = OptimConfig()
+    precision: Literal["fp32", "bf16", "fp16_tables", "bf16_fp16_tables"] = "fp32"
+
+    @property
+    def dense_autocast(self) -> bool:
+        return self.precision in ("bf16", "bf16_fp16_tables")
+
+    @property
+    def fp16_tables(self) -> bool:
+        return self.precision in ("fp16_tables", "bf16_fp16_tables")
 
 
 @dataclass(frozen=True)
@@ -89,6 +102,11 @@ class JobConfig:
     sharding: PlannerConfig = PlannerConfig()
     runs_dir: str = "runs"
     collision: tuple[BoundedFeature, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.train.precision != "fp32" and not self.workers.use_gpu:
+            raise ConfigError(f"train.precision {self.train.precision!r} needs CUDA workers (workers.use_gpu: true): "
+                              "CPU workers train in fp32 (bf16 autocast and FBGEMM's fp16 tables are CUDA paths here)")
 
 
 C = TypeVar("C")

@@ -84,7 +84,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
         stats = train_epoch(sharded, optimizer, shard_batches("train", config, collate), device,
-                            config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
+                            config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0,
+                            autocast=config.train.dense_autocast)
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
         metrics.update(epoch=epoch + 1, **stats.metrics(world_size))
