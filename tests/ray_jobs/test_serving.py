@@ -1,8 +1,11 @@
 """Export and batch prediction without a training run: exported programs equal eager models, raw
 logs are encoded with the saved encoders, bad input fails like training data."""
 
+import json
+
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -13,7 +16,7 @@ from ray_jobs.core.errors import DataError
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.dataset import split_files
 from ray_jobs.predict import main as predict_main
-from ray_jobs.serving.export import save_export
+from ray_jobs.serving.export import export_run, save_export
 from ray_jobs.serving.predict import ExportedModel, predict_files
 from tests.factories import random_table, tiny_spec
 
@@ -83,3 +86,27 @@ def test_raw_log_is_encoded_with_the_saved_encoders(tmp_path):
     plain = save_export(SeesawModel(spec, "sharedbottom").eval(), tmp_path / "plain")
     with pytest.raises(DataError, match="holds no encoders"):
         input_files(plain, tmp_path / "log.tsv", tmp_path)
+
+
+def test_export_of_a_two_rank_checkpoint_scores_like_the_sharded_model(tmp_path):
+    """2 gloo ranks train table-wise shards and write one DCP checkpoint; the export (loaded
+    unsharded, no process group) gives the probabilities evaluation's predict + gather gave
+    on the sharded model (rtol 1e-5), in batches of 5 and of 64 rows."""
+    from ray_jobs.core.config import JobConfig, ModelConfig, dump_config
+    from modules.strict import to_dict
+    from tests.distributed import run_distributed
+    from tests.ray_jobs.export_body import TEST_ROWS, train_checkpoint_score
+
+    spec = tiny_spec()
+    run_dir = tmp_path / "run"
+    checkpoint = run_dir / "checkpoint_000000"
+    checkpoint.mkdir(parents=True)
+    reference = run_distributed(train_checkpoint_score, 2, "pepnet", str(checkpoint), timeout=400)[0]
+    (run_dir / "job.yaml").write_text(dump_config(JobConfig(model=ModelConfig(arch="pepnet"))))
+    (run_dir / "metrics.json").write_text(json.dumps({"spec": to_dict(spec)}))
+    (run_dir / "latest_checkpoint").write_text(f"{checkpoint}\n")
+    model = ExportedModel(export_run(run_dir, tmp_path / "export"))
+    table = pa.concat_tables([random_table(spec, TEST_ROWS, seed=500 + rank) for rank in range(2)])
+    for batch in (5, 64):
+        got = np.concatenate([model.probabilities(table.slice(i, batch)) for i in range(0, table.num_rows, batch)])
+        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-7)
