@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
 from modules.batch import Batch
@@ -102,6 +103,10 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
     end, so that evaluation afterwards calls the ordinary forward. Up to two batches the
     pipeline had already taken from `batches` are left untrained when the caller stops early.
 
+    A model that is not DMP-wrapped (the collision wrapper `sharding.bounded`, which remaps the
+    ids before the EBC, so TorchRec could not pipeline its input; an unsharded model in unit
+    tests) takes the plain step: same numbers, no pipeline.
+
     `autocast`: the forward under bf16 autocast (`train.precision`; CUDA only, refused on CPU
     by the config): matmuls run in bf16, the BCE and the fp32 weights and optimizer are as before.
     """
@@ -109,6 +114,15 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
         with torch.autocast(device.type, dtype=torch.bfloat16):
             return model(batch)
 
+    if not isinstance(model, DistributedModelParallel):
+        forward = autocast_forward if autocast else model
+        for batch in batches:
+            loss, out = forward(batch.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            yield out
+        return
     pipeline = TrainPipelineSparseDist(model, optimizer, device,
                                        custom_model_fwd=autocast_forward if autocast else None)
     try:
