@@ -8,7 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchrec.modules.embedding_configs import EmbeddingBagConfig, PoolingType
+from torchrec.modules.embedding_configs import DataType, EmbeddingBagConfig, PoolingType
 from torchrec.modules.embedding_modules import EmbeddingBagCollection
 
 import modules.dense  # noqa: F401  (registers the architectures)
@@ -25,8 +25,10 @@ def table_name(key: str) -> str:
     return "t_" + key.replace("@", "__")
 
 
-def embedding_tables(spec: DatasetSpec, table_sets: tuple[TableSet, ...]) -> list[EmbeddingBagConfig]:
-    """One EmbeddingBagConfig per (table set, feature): the planner sees every table's true size."""
+def embedding_tables(spec: DatasetSpec, table_sets: tuple[TableSet, ...],
+                     data_type: DataType = DataType.FP32) -> list[EmbeddingBagConfig]:
+    """One EmbeddingBagConfig per (table set, feature): the planner sees every table's true size
+    (in bytes: `data_type` FP16 halves it, and FBGEMM then stores the weights in fp16)."""
     tables = []
     for table_set in table_sets:
         for feature_name, key in zip(table_set.features, table_set.keys()):
@@ -40,6 +42,7 @@ def embedding_tables(spec: DatasetSpec, table_sets: tuple[TableSet, ...]) -> lis
                     pooling=PoolingType.MEAN if feature.pooling == "mean" else PoolingType.SUM,
                     weight_init_min=-EMBEDDING_INIT,
                     weight_init_max=EMBEDDING_INIT,
+                    data_type=data_type,
                 )
             )
     return tables
@@ -83,17 +86,20 @@ class SeesawModel(nn.Module):
         arch: registered dense architecture name (e.g. "sharedbottom", "pepnet").
         arch_params: that architecture's config as a dict (unknown keys rejected).
         device: where the EBC is built; "meta" defers allocation to DMP.
+        fp16_tables: embedding tables in fp16 (a CUDA training option, `train.precision`).
     """
 
     def __init__(self, spec: DatasetSpec, arch: str, arch_params: dict[str, Any] | None = None,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, fp16_tables: bool = False) -> None:
         super().__init__()
         cls = arch_class(arch)
         config = parse_arch_config(arch, arch_params)
         self.spec = spec
         self.arch = arch
         self.table_sets = cls.table_sets(spec, config)
-        self.sparse_arch = EmbeddingBagCollection(tables=embedding_tables(spec, self.table_sets), device=device)
+        self.table_data_type = DataType.FP16 if fp16_tables else DataType.FP32
+        self.sparse_arch = EmbeddingBagCollection(
+            tables=embedding_tables(spec, self.table_sets, self.table_data_type), device=device)
         self.dense_arch = cls(spec, config)
 
     @property

@@ -74,6 +74,10 @@ class TrainConfig:
             val_mean_task_gauc, val_mean_auc (mean over domain x task cells). `auto`:
             val_mean_task_gauc when the data set has a group (user) column, else val_mean_task_auc.
         patience: stop after this many epochs without a better `select_metric` (None: run all).
+        precision: "fp32"; "bf16": the forward under CUDA bf16 autocast (the dense matmuls in
+            bf16, the loss and the fp32 master weights as before); "fp16_tables": embedding
+            tables stored in fp16 (half the memory and lookup bandwidth; the fused row-wise
+            Adagrad keeps its fp32 state); "bf16_fp16_tables": both. CUDA workers only.
     """
 
     epochs: int = 2
@@ -85,6 +89,15 @@ class TrainConfig:
     select_metric: str = "auto"
     patience: int | None = None
     optim: OptimConfig = OptimConfig()
+    precision: Literal["fp32", "bf16", "fp16_tables", "bf16_fp16_tables"] = "fp32"
+
+    @property
+    def dense_autocast(self) -> bool:
+        return self.precision in ("bf16", "bf16_fp16_tables")
+
+    @property
+    def fp16_tables(self) -> bool:
+        return self.precision in ("fp16_tables", "bf16_fp16_tables")
 
     def __post_init__(self) -> None:
         if self.patience is not None and self.patience < 1:
@@ -125,6 +138,11 @@ class JobConfig:
     sharding: PlannerConfig = PlannerConfig()
     runs_dir: str = "runs"
     collision: tuple[BoundedFeature, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.train.precision != "fp32" and not self.workers.use_gpu:
+            raise ConfigError(f"train.precision {self.train.precision!r} needs CUDA workers (workers.use_gpu: true): "
+                              "CPU workers train in fp32 (bf16 autocast and FBGEMM's fp16 tables are CUDA paths here)")
 
 
 C = TypeVar("C")

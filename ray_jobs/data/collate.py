@@ -46,6 +46,18 @@ def _float_matrix(table: pa.Table, names: tuple[str, ...]) -> np.ndarray:
     return out
 
 
+def flat_features(table: pa.Table, spec: DatasetSpec, sources: list[str]) -> tuple[torch.Tensor, ...]:
+    """The model's inputs as flat tensors (an exported program's inputs, `ray_jobs.serving`):
+    values [N] int64 (key-major), lengths [K, B] int32, dense [B, F] float32, domain [B] int64,
+    for K keys reading the columns `sources`. Needs no label, group or id column."""
+    multi_hot = {f.name: f.multi_hot for f in spec.sparse_features}
+    jagged = {name: _jagged(_column(table, name), multi_hot[name]) for name in dict.fromkeys(sources)}
+    lengths = np.stack([jagged[s][0] for s in sources]) if sources else np.zeros((0, table.num_rows), np.int32)
+    values = np.concatenate([jagged[s][1] for s in sources])
+    return (torch.from_numpy(values), torch.from_numpy(lengths),
+            torch.from_numpy(_float_matrix(table, spec.dense_features)), _int64_tensor(table, spec.domain_column))
+
+
 class Collator(ArrowBatchCollateFn):
     """Builds `Batch`es for a model whose KJT keys are `kjt_keys` ((key, source column) pairs).
 

@@ -82,8 +82,17 @@ def _scan_row_group(path: str, row_group: int, name: str) -> tuple[int, float | 
     return nulls, bounds["min"].as_py(), bounds["max"].as_py()
 
 
-def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> int:
-    """Checks one Parquet file against `spec` (`raw`: columns of raw 64-bit ids); returns its row count."""
+def feature_columns(spec: DatasetSpec) -> tuple[str, ...]:
+    """The columns a model reads (sparse, dense, domain): what rows to be scored must have."""
+    return tuple(dict.fromkeys((*spec.feature_names, *spec.dense_features, spec.domain_column)))
+
+
+def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(), labels: bool = True) -> int:
+    """Checks one Parquet file against `spec` (`raw`: columns of raw 64-bit ids); returns its row count.
+
+    `labels=False` checks rows to be scored: only the model's columns (`feature_columns`) are
+    required; the group and id columns are checked when present, tasks are ignored.
+    """
     try:
         meta = pq.ParquetFile(path).metadata
     except (pa.ArrowInvalid, OSError) as exc:
@@ -91,21 +100,23 @@ def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(
     if meta.num_rows == 0:
         raise DataError(f"{path}: empty file (0 rows)")
     schema = meta.schema.to_arrow_schema()
-    for name in spec.required_columns():
+    required = spec.required_columns() if labels else feature_columns(spec)
+    for name in required:
         if name not in schema.names:
-            raise DataError(f"{path}: missing column {name!r} (spec needs {list(spec.required_columns())})")
+            raise DataError(f"{path}: missing column {name!r} (spec needs {list(required)})")
     for f in spec.sparse_features:
         _check_type(path, f.name, schema.field(f.name).type, "list<int>" if f.multi_hot else "int")
     _check_type(path, spec.domain_column, schema.field(spec.domain_column).type, "int")
-    if spec.group_column is not None:
+    if spec.group_column is not None and spec.group_column in schema.names:
         _check_type(path, spec.group_column, schema.field(spec.group_column).type, "int")
-    if spec.id_column is not None:
+    if spec.id_column is not None and spec.id_column in schema.names:
         _check_type(path, spec.id_column, schema.field(spec.id_column).type, "int")
-    for name in (*spec.dense_features, *spec.tasks):
+    tasks = spec.tasks if labels else ()
+    for name in (*spec.dense_features, *tasks):
         _check_type(path, name, schema.field(name).type, "number")
 
     bounds = _value_bounds(spec, raw)
-    nullable = set(spec.required_columns())
+    nullable = set(required) | ({spec.id_column} & set(schema.names))
     for rg in range(meta.num_row_groups):
         group = meta.row_group(rg)
         for c in range(group.num_columns):
@@ -126,7 +137,7 @@ def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(
                 if low < lo or high > hi:
                     bad = low if low < lo else high
                     raise DataError(f"{path}: column {name!r} has value {bad} outside [{lo}, {hi}] ({what})")
-    _check_float_values(path, schema, spec.dense_features, spec.tasks)
+    _check_float_values(path, schema, spec.dense_features, tasks)
     return meta.num_rows
 
 

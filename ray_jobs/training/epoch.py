@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+from torchrec.distributed.model_parallel import DistributedModelParallel
 from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 
 from modules.batch import Batch
@@ -87,7 +88,7 @@ class TimedIterator:
 
 
 def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterator[Batch],
-           device: torch.device) -> Iterator[StepOutput]:
+           device: torch.device, autocast: bool = False) -> Iterator[StepOutput]:
     """Train steps over `batches` through TorchRec's TrainPipelineSparseDist, yielding each
     step's output.
 
@@ -101,8 +102,29 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
     The pipeline rewrites the sharded EBC's forward; it is restored (`detach`) when the steps
     end, so that evaluation afterwards calls the ordinary forward. Up to two batches the
     pipeline had already taken from `batches` are left untrained when the caller stops early.
+
+    A model that is not DMP-wrapped (the collision wrapper `sharding.bounded`, which remaps the
+    ids before the EBC, so TorchRec could not pipeline its input; an unsharded model in unit
+    tests) takes the plain step: same numbers, no pipeline.
+
+    `autocast`: the forward under bf16 autocast (`train.precision`; CUDA only, refused on CPU
+    by the config): matmuls run in bf16, the BCE and the fp32 weights and optimizer are as before.
     """
-    pipeline = TrainPipelineSparseDist(model, optimizer, device)
+    def autocast_forward(batch: Batch) -> tuple[torch.Tensor, StepOutput]:
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            return model(batch)
+
+    if not isinstance(model, DistributedModelParallel):
+        forward = autocast_forward if autocast else model
+        for batch in batches:
+            loss, out = forward(batch.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            yield out
+        return
+    pipeline = TrainPipelineSparseDist(model, optimizer, device,
+                                       custom_model_fwd=autocast_forward if autocast else None)
     try:
         while True:
             try:
@@ -116,11 +138,12 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
 
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
                 device: torch.device, max_steps: int | None = None,
-                on_step: Callable[[EpochStats], None] | None = None, skip: int = 0) -> EpochStats:
+                on_step: Callable[[EpochStats], None] | None = None, skip: int = 0,
+                autocast: bool = False) -> EpochStats:
     """One pass over `batches` in lockstep with the other workers; returns its timing.
 
     `skip` batches are consumed untrained first (a resumed epoch's already-trained part);
-    `max_steps` counts them too.
+    `max_steps` counts them too. `autocast`: bf16 autocast of the forward (see `_steps`).
     """
     model.train()
     stats = EpochStats()
@@ -131,7 +154,7 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
     stats.skipped = skip
     t_start = t_last = time.perf_counter()
     # closing: the pipeline restores the model's forward when the loop ends, even on a break
-    with contextlib.closing(_steps(model, optimizer, synced, device)) as steps:
+    with contextlib.closing(_steps(model, optimizer, synced, device, autocast)) as steps:
         for out in steps:
             now = time.perf_counter()
             wait, sync = fed.waited, synced.waited - fed.waited

@@ -149,8 +149,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         batches = shard_batches(train_split(config, epoch), config, collate,
                                 local_shuffle(config, train_rows, epoch, rank))
-        stats = train_epoch(sharded, optimizer, batches, device,
-                            config.train.max_steps_per_epoch, on_step, skip=skip if epoch == start_epoch else 0)
+        stats = train_epoch(sharded, optimizer, batches, device, config.train.max_steps_per_epoch, on_step,
+                            skip=skip if epoch == start_epoch else 0, autocast=config.train.dense_autocast)
         progress.close(stats)
         model_epoch = epoch + 1
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))

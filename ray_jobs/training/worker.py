@@ -78,8 +78,9 @@ def build_sharded_model(config: JobConfig, spec: DatasetSpec, device: torch.devi
     `local_world_size` (ranks per node) defaults to the Ray Train worker group's.
     Returns (the unwrapped model, the DMP-wrapped one, the plan as a printable table).
     """
-    model = SeesawModel(spec, config.model.arch, config.model.params, device="meta")
-    tables = embedding_tables(spec, model.table_sets)
+    model = SeesawModel(spec, config.model.arch, config.model.params, device="meta",
+                        fp16_tables=config.train.fp16_tables)
+    tables = embedding_tables(spec, model.table_sets, model.table_data_type)
     world_size = dist.get_world_size()
     local_world_size = local_world_size or ray.train.get_context().get_local_world_size()
     topology = make_topology(world_size, device.type, local_world_size=local_world_size)

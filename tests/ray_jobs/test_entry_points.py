@@ -23,6 +23,8 @@ BAD_INPUT = {
     "drift": (["--out", "{tmp}/d", "--preset", "tiny", "--days", "0"], "sizes and counts must be >= 1"),
     "prepare": (["{tmp}/nope.yaml", "--out", "{tmp}/out"], "nope.yaml: recipe not found"),
     "benchmark": (["--archs", "pepnett"], "unknown model 'pepnett'"),
+    "export": (["--checkpoint", "{tmp}", "--out", "{tmp}/x"], "neither a run directory"),
+    "predict": (["--model", "{tmp}/nope", "--data", "{tmp}", "--out", "{tmp}/p"], "no Parquet files to score"),
 }
 
 
