@@ -7,6 +7,7 @@ what the driver adds when the run ends:
     metrics.json               summary + domain x task cells of the test split, spec, job
     test_predictions.parquet   one row per test sample (sample_id, labels, probabilities)
     latest_checkpoint          path of the last checkpoint Ray Train committed
+    driver.lock                the running driver's PID/host (`training.run_lock`; empty when none)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ JOB_FILE = "job.yaml"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.parquet"
 LATEST_CHECKPOINT_FILE = "latest_checkpoint"
+DRIVER_LOCK_FILE = "driver.lock"
 RESULT_FILE = "result.json"  # a worker group's JSON payload, carried back in a small checkpoint
 DCP_METADATA_FILE = ".metadata"  # torch.distributed.checkpoint's marker of a checkpoint directory
 

@@ -18,6 +18,7 @@ from ray_jobs.core.tables import cells_table
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.data.ingest import ordered_ingest
 from ray_jobs.training.loop import train_loop_per_worker
+from ray_jobs.training.run_lock import hold_run
 from ray_jobs.training.runtime import init_ray, make_trainer
 
 
@@ -31,8 +32,9 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     if config.collision:
         raise ConfigError("collision (bounded raw-id features) is trained pass by pass: use --passes <dir>")
     dataset = prepare_dataset(config)
-    init_ray(config)
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+    lock = hold_run(Path(config.runs_dir).resolve() / run_name)  # one driver per run; a rerun resumes it
+    init_ray(config)
     # mid-epoch checkpoints resume at a batch position, which means the same batches only in order
     ingest = ordered_ingest() if config.train.checkpoint_every_steps else None
     trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, dataset_config=ingest)
@@ -50,4 +52,5 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     logger.info("test mean AUC %.4f, mean GAUC %.4f", metrics["summary"]["test_mean_auc"],
                 metrics["summary"]["test_mean_gauc"])
     logger.info("run directory: %s", run_dir)
+    lock.release()
     return run_dir
