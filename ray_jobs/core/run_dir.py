@@ -9,6 +9,7 @@ what the driver adds when the run ends:
     latest_checkpoint          path of the last model checkpoint Ray Train committed
     best_checkpoint            path of the best-validation epoch's checkpoint (train.select_metric):
                                the model that scored the test split; evaluate uses it
+    driver.lock                the running driver's PID/host (`training.run_lock`; empty when none)
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "test_predictions.parquet"
 LATEST_CHECKPOINT_FILE = "latest_checkpoint"
 BEST_CHECKPOINT_FILE = "best_checkpoint"
+DRIVER_LOCK_FILE = "driver.lock"
 RESULT_FILE = "result.json"  # a worker group's JSON payload, carried back in a small checkpoint
 DCP_METADATA_FILE = ".metadata"  # torch.distributed.checkpoint's marker of a checkpoint directory
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import ray.train
 
 from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError
@@ -18,6 +19,7 @@ from ray_jobs.core.run_dir import BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPO
 from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.training.loop import SELECT_SCORE, select_metric_name, train_loop_per_worker, validation_metric_names
+from ray_jobs.training.run_lock import hold_run
 from ray_jobs.training.runtime import init_ray, make_trainer
 
 
@@ -36,17 +38,27 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     if select not in validation_metric_names(dataset.spec):
         raise ConfigError(f"train.select_metric {select!r}: no such validation metric; "
                           f"valid: {validation_metric_names(dataset.spec)}")
-    init_ray(config)
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(config.runs_dir).resolve() / run_name
-    log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
+    lock = hold_run(run_dir)  # one driver per run; a rerun of the same name resumes it
     try:
-        trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, checkpoint_score=SELECT_SCORE)
-        result = trainer.fit()
+        init_ray(config)
+        log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
+        try:
+            result = make_trainer(config, dataset, train_loop_per_worker, run_name,
+                                  checkpoint_score=SELECT_SCORE).fit()
+        finally:
+            console.remove_handler(log_file)
+        if result.error:
+            raise result.error
+        _write_run_dir(run_dir, config, result)
     finally:
-        console.remove_handler(log_file)
-    if result.error:
-        raise result.error
+        lock.release()
+    return run_dir
+
+
+def _write_run_dir(run_dir: Path, config: JobConfig, result: ray.train.Result) -> None:
+    """The driver's files of a finished run (`core.run_dir`), and the test table on the console."""
     with result.checkpoint.as_directory() as checkpoint_dir:
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
         shutil.copyfile(Path(checkpoint_dir) / PREDICTIONS_FILE, run_dir / PREDICTIONS_FILE)
@@ -62,4 +74,3 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),
                 cell(summary["test_mean_gauc"]), summary["best_epoch"], summary["epoch"], summary["select_metric"])
     logger.info("run directory: %s", run_dir)
-    return run_dir

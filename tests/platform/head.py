@@ -20,7 +20,9 @@ import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
+
+import yaml
 
 import ray as _ray  # noqa: F401  (puts Ray's bundled psutil on the path)
 import psutil
@@ -70,9 +72,12 @@ def _environment(token: str) -> dict[str, str]:
 
 
 @contextmanager
-def local_head(num_cpus: float = 4, extra_args: tuple[str, ...] = (), extra_env: dict[str, str] | None = None,
-               attempts: int = 3) -> Iterator[Head]:
+def local_head(num_cpus: float = 4, autoscaling: Callable[[str], dict] | None = None, attempts: int = 3
+               ) -> Iterator[Head]:
     """Starts a head with the dashboard and job server; yields it; stops it and what it started.
+
+    `autoscaling(gcs_address)`: the autoscaler config the head runs with (Ray's fake multi-node
+    provider: RAY_FAKE_CLUSTER=1; the worker nodes it launches are processes of this machine).
 
     A start is retried: on a loaded machine the dashboard agent can take longer than the 15 s
     that Ray 2.60's raylet waits for its port file, and the raylet then aborts
@@ -80,7 +85,7 @@ def local_head(num_cpus: float = 4, extra_args: tuple[str, ...] = (), extra_env:
     """
     failures = []
     for _ in range(attempts):
-        head = _start(num_cpus, extra_args, extra_env)
+        head = _start(num_cpus, autoscaling)
         try:
             _wait_until_ready(head)
         except (RuntimeError, TimeoutError) as exc:
@@ -95,10 +100,16 @@ def local_head(num_cpus: float = 4, extra_args: tuple[str, ...] = (), extra_env:
     raise RuntimeError(f"no Ray head after {attempts} starts:\n" + "\n---\n".join(failures))
 
 
-def _start(num_cpus: float, extra_args: tuple[str, ...], extra_env: dict[str, str] | None) -> Head:
+def _start(num_cpus: float, autoscaling: Callable[[str], dict] | None) -> Head:
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths have a length limit
     gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics, client, node_manager, object_manager = free_ports(9)
-    env = {**_environment(uuid.uuid4().hex), **(extra_env or {})}
+    env = _environment(uuid.uuid4().hex)
+    extra_args = []
+    if autoscaling is not None:
+        config = temp_dir / "autoscaling.yaml"
+        config.write_text(yaml.safe_dump(autoscaling(f"{_ray.util.get_node_ip_address()}:{gcs}")))
+        extra_args.append(f"--autoscaling-config={config}")
+        env["RAY_FAKE_CLUSTER"] = "1"
     ray = str(Path(sys.executable).with_name("ray"))
     command = [ray, "start", "--head", "--block", f"--port={gcs}", f"--dashboard-port={dashboard}",
                "--dashboard-host=127.0.0.1", "--include-dashboard=true",
