@@ -55,7 +55,7 @@ def _epoch_ids(config: JobConfig, datasets: dict, name: str, epoch: int, ingest=
         buffer, seed = shuffle or (None, None)
         ids = [b["sample_id"] for b in iterators[rank][name].iter_batches(
             batch_size=BATCH, batch_format="numpy", local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)]
-        out[rank] = np.concatenate(ids)
+        out[rank] = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # equal=False may give a rank nothing
 
     threads = [threading.Thread(target=consume, args=(r,)) for r in range(WORKERS)]  # a split streams to all at once
     for t in threads:
