@@ -9,11 +9,13 @@ previous one), and every rank reports the second checkpoint only after its first
 the first checkpoint is committed whatever the timing (the second may be too: the resume starts
 at step checkpoint_every or kill_at_step, and both lead to the same model).
 
-Tolerance: exact. Weights, optimizer state, each rank's torch RNG and the position in the epoch
-are checkpointed, and with Ray Data's `preserve_order` (which `ray_jobs.train.run` turns on
-whenever `checkpoint_every_steps` is set) the shards stream the same batches in the same order
-in every attempt, so skipping the trained batches on resume lands on the same
-next batch; gloo's reductions and the CPU kernels are deterministic for a fixed world size.
+Tolerance: exact, with the default shuffle on (`data.shuffle: full`, a new order every epoch).
+Weights, optimizer state, each rank's torch RNG, the position in the epoch and the best epoch
+so far are checkpointed; each epoch trains on its own Ray dataset shuffled with a seed of
+(train.seed, epoch) (`ray_jobs.data.ingest`), and with Ray Data's `preserve_order` (always on
+in `SeesawIngest`) the shards stream the same batches in the same order in every attempt, so
+skipping the trained batches on resume lands on the same next batch; gloo's reductions and
+the CPU kernels are deterministic for a fixed world size.
 Without `preserve_order` the split hands file blocks to whichever worker asks first, so even two
 uninterrupted runs may train on different shards. Measured on this config: two uninterrupted
 runs in the default order differ (val mean AUC 0.6250 vs 0.6227, test mean GAUC 0.5754 vs

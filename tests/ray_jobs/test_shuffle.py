@@ -39,12 +39,15 @@ def _positions(file_order: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return order[np.searchsorted(file_order[order], ids)]
 
 
-def _epoch_ids(config: JobConfig, name: str, epoch: int, ingest=None) -> list[np.ndarray]:
-    """The sample ids each rank receives of dataset `name`, in order."""
+def _datasets(config: JobConfig, splits=("train",)) -> dict:
     dataset = prepare_dataset(config)
-    datasets = ray_datasets(dataset, config=config, epochs=config.train.epochs)
+    return ray_datasets(dataset, splits, config, epochs=config.train.epochs)
+
+
+def _epoch_ids(config: JobConfig, datasets: dict, name: str, epoch: int, ingest=None) -> list[np.ndarray]:
+    """The sample ids each rank receives of dataset `name` in `epoch`, in order."""
     iterators = (ingest or training_ingest()).configure({name: datasets[name]}, WORKERS, None, None)
-    rows = dataset.splits["train"].rows
+    rows = prepare_dataset(config).splits["train"].rows
     out: list[np.ndarray | None] = [None] * WORKERS
 
     def consume(rank: int) -> None:
@@ -52,7 +55,7 @@ def _epoch_ids(config: JobConfig, name: str, epoch: int, ingest=None) -> list[np
         buffer, seed = shuffle or (None, None)
         ids = [b["sample_id"] for b in iterators[rank][name].iter_batches(
             batch_size=BATCH, batch_format="numpy", local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)]
-        out[rank] = np.concatenate(ids)
+        out[rank] = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # equal=False may give a rank nothing
 
     threads = [threading.Thread(target=consume, args=(r,)) for r in range(WORKERS)]  # a split streams to all at once
     for t in threads:
@@ -66,7 +69,8 @@ def _epoch_ids(config: JobConfig, name: str, epoch: int, ingest=None) -> list[np
 def test_epochs_are_shuffled_deterministically_into_disjoint_covering_shards(ray_session, uneven_data, shuffle):
     config = _config(uneven_data, shuffle)
     file_order = _file_order(uneven_data)
-    epochs = [_epoch_ids(config, train_split(config, e), e) for e in range(2)]
+    datasets = _datasets(config)
+    epochs = [_epoch_ids(config, datasets, train_split(config, e), e) for e in range(2)]
     for shards in epochs:
         together = np.concatenate(shards)
         assert len(np.unique(together)) == len(together), "a row reached two workers"
@@ -80,10 +84,11 @@ def test_epochs_are_shuffled_deterministically_into_disjoint_covering_shards(ray
             if shuffle == "full":  # a batch mixes rows from all over the split
                 assert np.ptp(first) > len(file_order) // 2
     assert not np.array_equal(epochs[0][0], epochs[1][0]), "two epochs in the same order"
-    again = _epoch_ids(config, train_split(config, 0), 0)
+    again = _epoch_ids(config, _datasets(config), train_split(config, 0), 0)  # a new job, same seed
     for a, b in zip(epochs[0], again):
         np.testing.assert_array_equal(a, b)  # same seed and epoch: same order on every rank
-    other_seed = _epoch_ids(replace(config, train=TrainConfig(epochs=2, seed=1)), train_split(config, 0), 0)
+    other = replace(config, train=TrainConfig(epochs=2, seed=1))
+    other_seed = _epoch_ids(other, _datasets(other), train_split(config, 0), 0)
     assert not np.array_equal(epochs[0][0], other_seed[0])
 
 
@@ -91,7 +96,7 @@ def test_shuffle_none_streams_file_order(ray_session, uneven_data):
     config = _config(uneven_data, "none")
     assert train_split(config, 0) == train_split(config, 1) == "train"
     file_order = _file_order(uneven_data)
-    shards = _epoch_ids(config, "train", 0)
+    shards = _epoch_ids(config, _datasets(config), "train", 0)
     for ids in shards:
         assert (np.diff(_positions(file_order, ids[:BATCH])) == 1).all(), "file order within a block"
     assert len(file_order) - sum(len(s) for s in shards) <= WORKERS - 1
@@ -102,9 +107,10 @@ def test_evaluation_shards_keep_every_row_of_an_odd_split(ray_session, uneven_da
     config = _config(uneven_data, "full")
     want = _file_order(uneven_data, "test")
     assert len(want) % WORKERS == 1
-    shards = _epoch_ids(config, "test", 0)
+    datasets = _datasets(config, ("train", "test"))
+    shards = _epoch_ids(config, datasets, "test", 0)
     np.testing.assert_array_equal(np.sort(np.concatenate(shards)), np.sort(want))
     # scoring any split, train included, keeps every row too
     train_rows = pads.dataset(str(uneven_data / "train")).count_rows()
-    shards = _epoch_ids(config, "train", 0, ingest=evaluation_ingest())
+    shards = _epoch_ids(config, datasets, "train", 0, ingest=evaluation_ingest())
     assert sum(len(s) for s in shards) == train_rows

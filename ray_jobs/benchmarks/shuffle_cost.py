@@ -1,0 +1,91 @@
+"""What the training shuffle costs the input pipeline, and what reading a split once per job saves.
+
+For each `data.shuffle` mode, streams every epoch's training dataset exactly as a worker gets
+it (`data.ingest`: the epoch's dataset, Ray Train's split via `SeesawIngest`, the worker's
+local shuffle buffer, the train loop's collate) in this process, 1 consumer, and reports
+samples/s over all epochs (the shuffle's execution included) and the time to the first batch
+of an epoch. Then iterates the validation split once per epoch, read from Parquet each time
+vs materialised once (`data.in_memory_max_rows`). Same process, same run: ratios compare.
+
+    python -m ray_jobs.benchmarks.shuffle_cost --data data/synthetic/default --epochs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+
+import pandas as pd
+import ray
+import ray.data
+
+from modules.model import SeesawModel
+from ray_jobs.core.config import DataConfig, JobConfig, TrainConfig
+from ray_jobs.core.tables import markdown
+from ray_jobs.data.collate import Collator, FetchCollator
+from ray_jobs.data.dataset import prepare_dataset
+from ray_jobs.data.ingest import ray_datasets, local_shuffle, train_split, training_ingest
+
+
+def _stream(ds: ray.data.Dataset, name: str, collate: Collator, config: JobConfig,
+            shuffle: tuple[int, int] | None) -> tuple[int, float, float]:
+    """(rows, seconds, seconds to the first batch) of one pass, 1 consumer."""
+    iterator = training_ingest().configure({name: ds}, 1, None, None)[0][name]
+    buffer, seed = shuffle or (None, None)
+    rows, start, first = 0, time.perf_counter(), None
+    for batches in iterator.iter_torch_batches(
+            batch_size=config.data.batch_size * config.data.batches_per_fetch, prefetch_batches=2,
+            collate_fn=FetchCollator(collate, config.data.batch_size),
+            local_shuffle_buffer_size=buffer, local_shuffle_seed=seed):
+        first = first if first is not None else time.perf_counter() - start
+        rows += sum(int(b.labels.shape[0]) for b in batches)
+    return rows, time.perf_counter() - start, first or 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="data/synthetic/default", help="data set directory (generated if missing)")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=512)
+    args = parser.parse_args(argv)
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    base = JobConfig(data=DataConfig(path=args.data, batch_size=args.batch_size), train=TrainConfig(epochs=args.epochs))
+    dataset = prepare_dataset(base)
+    model = SeesawModel(dataset.spec, "sharedbottom", device="meta")
+    collate = Collator(dataset.spec, model.kjt_keys)
+    rows = dataset.splits["train"].rows
+    table = []
+    for mode in ("none", "local", "full"):
+        config = replace(base, data=replace(base.data, shuffle=mode))
+        start = time.perf_counter()
+        datasets = ray_datasets(dataset, ("train",), config, epochs=args.epochs)
+        setup = time.perf_counter() - start
+        total_rows, total_s, firsts = 0, setup, []
+        for epoch in range(args.epochs):
+            name = train_split(config, epoch)
+            n, s, first = _stream(datasets[name], name, collate, config, local_shuffle(config, rows, epoch, 0))
+            total_rows, total_s = total_rows + n, total_s + s
+            firsts.append(first)
+        table.append({"shuffle": mode, "epochs": args.epochs, "rows": total_rows, "read once (s)": round(setup, 2),
+                      "samples/s": round(total_rows / total_s), "first batch of an epoch (s)": round(max(firsts), 2)})
+    baseline = table[0]["samples/s"]
+    for row in table:
+        row["vs none"] = f"x{row['samples/s'] / baseline:.2f}"
+    print(markdown(pd.DataFrame(table)))
+    evaluation = []
+    for label, max_rows in (("Parquet every epoch", 0), ("materialised once", base.data.in_memory_max_rows)):
+        config = replace(base, data=replace(base.data, in_memory_max_rows=max_rows))
+        start = time.perf_counter()
+        ds = ray_datasets(dataset, ("valid",), config)["valid"]
+        for _ in range(args.epochs):
+            _stream(ds, "valid", collate, config, None)
+        evaluation.append({"validation split": label, "epochs": args.epochs,
+                           "seconds": round(time.perf_counter() - start, 2)})
+    print(markdown(pd.DataFrame(evaluation)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
