@@ -69,7 +69,7 @@ def write_census(path: str | Path, rows: int = 20_000, seed: int = 0, missing: f
 def write_log(directory: str | Path, rows: int, files: int = 4, seed: int = 0, chunk: int = 1_000_000,
               users: int = 1_000_000, items: int = 2_000_000, days: int = 14) -> list[Path]:
     """An interaction log of `rows` rows over `files` CSV files in `directory` (header
-    user_id,item_id,date,hourmin,duration_ms,click,like), written `chunk` rows at a time:
+    user_id,item_id,page,date,hourmin,duration_ms,click,like), written `chunk` rows at a time:
     Zipf-like user and item ids, days in order over `days` days, clicks that depend on the
     item so a vocabulary has signal. Memory stays at one chunk whatever `rows` is."""
     directory = Path(directory)
@@ -92,7 +92,8 @@ def write_log(directory: str | Path, rows: int, files: int = 4, seed: int = 0, c
                 click = (rng.random(n) < p_click).astype(np.int64)
                 like = (click & (rng.random(n) < 0.3)).astype(np.int64)
                 writer.write_table(pa.table({
-                    "user_id": user, "item_id": item, "date": 20240101 + day,
+                    "user_id": user, "item_id": item, "page": PAGES[rng.choice(len(PAGES), n, p=[0.7, 0.2, 0.1])],
+                    "date": 20240101 + day,
                     "hourmin": rng.integers(0, 24, n) * 100 + rng.integers(0, 60, n),
                     "duration_ms": rng.lognormal(10, 1, n).astype(np.int64),
                     "click": click, "like": like,
@@ -101,8 +102,9 @@ def write_log(directory: str | Path, rows: int, files: int = 4, seed: int = 0, c
     return paths
 
 
-_LOG_SCHEMA = pa.schema([(name, pa.int64()) for name in
-                         ("user_id", "item_id", "date", "hourmin", "duration_ms", "click", "like")])
+PAGES = np.array(["feed", "search", "mall"], dtype=object)
+_LOG_SCHEMA = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("page", pa.string())]
+                        + [(name, pa.int64()) for name in ("date", "hourmin", "duration_ms", "click", "like")])
 
 
 def write_raw(kind: str, out: str | Path, rows: int | None = None, files: int = 4, seed: int = 0) -> Path:

@@ -81,3 +81,20 @@ def test_streaming_error_in_a_late_batch_names_file_and_row_and_writes_nothing(t
     message = str(err.value)
     assert "b.csv" in message and "'click'" in message and "row 130" in message and "value 3" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_benchmark_log_generator_and_recipe_stream_like_in_memory(tmp_path, small_row_groups):
+    """The scale benchmark's inputs (BENCHMARKS.md), small: the chunked raw-log generator and
+    recipes/raw_log.yaml; rows per file and day as asked, both paths the same bytes."""
+    from ray_jobs.data.raw_files import write_log
+
+    paths = write_log(tmp_path / "raw_log", rows=9000, files=3, chunk=1000, users=500, items=800)
+    frames = [pd.read_csv(p) for p in paths]
+    assert [len(f) for f in frames] == [3000, 3000, 3000]
+    log = pd.concat(frames, ignore_index=True)
+    assert log.date.is_monotonic_increasing and log.date.nunique() == 14 and set(log.page) == {"feed", "search", "mall"}
+    recipe = load_recipe(ROOT / "recipes" / "raw_log.yaml")
+    memory = P.prepare(recipe, tmp_path / "memory", raw_dir=tmp_path)
+    streamed = P.prepare(recipe, tmp_path / "stream", raw_dir=tmp_path, streaming=True, batch_rows=700)
+    assert memory == streamed and sum(memory["rows"].values()) == 9000
+    assert _files(tmp_path / "stream") == _files(tmp_path / "memory")
