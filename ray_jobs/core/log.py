@@ -30,11 +30,12 @@ class _CurrentStdout(logging.StreamHandler):
 
 
 class _EveryLine(logging.Formatter):
-    """FORMAT on every line of a multi-line message (a table stays recognisably Seesaw's)."""
+    """FORMAT on every non-blank line of a multi-line message (a table stays recognisably
+    Seesaw's; blank separator lines are left out, the console is short)."""
 
     def format(self, record: logging.LogRecord) -> str:
         prefix = FORMAT.replace("%(message)s", "")
-        return "\n".join(prefix + line for line in record.getMessage().splitlines() or [""])
+        return "\n".join(prefix + line for line in record.getMessage().splitlines() if line.strip()) or prefix
 
 
 def _configure() -> None:

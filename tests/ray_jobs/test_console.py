@@ -19,18 +19,28 @@ RAY_PREFIX = re.compile(r"^\((\w+)? ?pid=[^)]*\)\s?")  # how Ray tags a line for
 # concurrency": how many Ray worker processes were still starting at once, i.e. the machine's
 # load (none on an idle 2-core machine, a dozen on a shared one), not anything a job prints.
 MACHINE_LOAD = re.compile(r"^\(raylet\) WARNING: \d+ PYTHON worker processes have been started")
+BAR = re.compile(r"^(epoch \d+/\d+)[ :|]")  # the progress bar: tqdm_ray's line, drawn by the driver
 MAX_LINES, MAX_FOREIGN = 40, 5
 
 
 def _lines(text: str) -> list[str]:
     """Console lines as a person sees them: a progress bar's redraws (\\r) count as its last state."""
     lines = [ANSI.sub("", line).split("\r")[-1].strip() for line in text.splitlines() if line.strip()]
-    return [line for line in lines if not MACHINE_LOAD.match(line)]
+    kept, bars = [], set()
+    for line in lines:
+        bar = BAR.match(RAY_PREFIX.sub("", line))
+        if bar:  # on a terminal tqdm redraws its bar in place; into a pipe each redraw is a new line
+            if (line.split(")")[0], bar.group(1)) in bars:
+                continue
+            bars.add((line.split(")")[0], bar.group(1)))
+        if not MACHINE_LOAD.match(line):
+            kept.append(line)
+    return kept
 
 
 def _is_seesaws(line: str) -> bool:
     line = RAY_PREFIX.sub("", line)
-    return line.startswith("[seesaw]") or line.startswith("epoch ")  # the progress bar starts "epoch i/n"
+    return line.startswith("[seesaw]") or bool(BAR.match(line))
 
 
 def test_a_tiny_job_prints_few_lines_that_are_not_seesaws(tiny_data, tmp_path):

@@ -210,6 +210,7 @@ def test_a_search_with_more_trials_than_fit_finishes_and_frees_their_resources(r
                                                            metric=METRIC, reduction_factor=2))
     table = pd.read_csv(experiment_dir / TRIALS_CSV)
     assert len(table) == 4 and table["status"].isin(["done", "stopped early"]).all(), table
+    assert (table["status"] == "stopped early").any(), "ASHA stops a hopeless trial: the case that leaked"
     assert (experiment_dir / BEST_CONFIG).exists()
 
     def held_cpus() -> float:  # CPUs still reserved by placement groups (Tune's trial groups included)
