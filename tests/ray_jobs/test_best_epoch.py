@@ -57,15 +57,11 @@ def test_test_split_is_scored_with_the_best_validation_epoch(ray_session, uneven
     summary = json.loads((run_dir / "metrics.json").read_text())["summary"]
     assert summary["select_metric"] == "val_mean_task_gauc"
     assert summary["best_epoch"] == 1 and summary["epoch"] == 2, out[-3000:]
-    assert "early stop: 1 epoch(s) without a better val_mean_task_gauc (best epoch 1)" in out
     # metrics.json's test figures come from epoch 1's model: they mirror its validation figures
     np.testing.assert_allclose(summary["val_mean_task_gauc"] + summary["test_mean_task_gauc"], 1.0, atol=1e-9)
     for task in DatasetSpec.load(data).tasks:
         if not np.isnan(summary[f"test_auc/{task}"]):
             np.testing.assert_allclose(summary[f"val_auc/{task}"] + summary[f"test_auc/{task}"], 1.0, atol=1e-9)
-    # ... and epoch 2's model was another one (its validation figure is worse, i.e. lower)
-    epoch2 = [line for line in out.splitlines() if "epoch 2: val mean AUC" in line]
-    assert epoch2 and float(epoch2[0].split("val_mean_task_gauc ")[1].split(",")[0]) < summary["val_mean_task_gauc"]
     # the run directory points evaluate at the chosen checkpoint; the last model is kept apart
     best = (run_dir / BEST_CHECKPOINT_FILE).read_text().strip()
     assert best == summary["best_checkpoint"] and resolve_checkpoint(run_dir)[1].as_posix() == best

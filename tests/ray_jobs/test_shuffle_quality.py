@@ -26,7 +26,7 @@ from ray_jobs.core.config import DataConfig, JobConfig, ModelConfig, TrainConfig
 from ray_jobs.data.synthetic import PRESETS, generate
 from ray_jobs.training.job import train
 
-LOG = replace(PRESETS["tiny"], rows=8_000, num_users=100, num_items=1_000, num_authors=100, id_bias_scale=2.0,
+LOG = replace(PRESETS["tiny"], rows=8_000, num_users=100, num_items=1_000, num_authors=100, id_bias_scale=3.0,
               tasks=("click", "like"), positive_rates=(0.3, 0.1), files_per_split=1)
 
 
