@@ -91,7 +91,7 @@ def encode_raw_log(model_dir: str | Path, raw: str | Path, work_dir: str | Path)
         raise DataError(f"{raw}: a raw log, but {model_dir} holds no encoders ({VOCAB_DIR}/, {PREPARE_MARKER}): "
                         "the model was not trained on a prepared data set; pass encoded Parquet instead")
     recipe = from_dict(Recipe, json.loads(marker.read_text())["recipe"], where=str(marker))
-    recipe = replace(recipe, log=Source(str(raw.resolve())), root=str(raw.resolve().parent))
+    recipe = replace(recipe, log=Source(path=str(raw.resolve())), root=str(raw.resolve().parent))
     table = encode(load_raw(recipe), recipe, Encoders.load(model_dir / VOCAB_DIR))
     path = Path(work_dir) / f"{raw.stem}.parquet"
     pq.write_table(table, path)

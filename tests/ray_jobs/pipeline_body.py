@@ -59,7 +59,7 @@ def pipeline_vs_plain(rank: int, world_size: int, archs: list[str], steps: int) 
         piped_losses = []
         torch.manual_seed(1)  # equal dropout masks in both runs
         stats = train_epoch(piped, piped_opt, batches, torch.device("cpu"),
-                            on_step=lambda s: piped_losses.append(s.loss_sum.clone()))
+                            on_step=lambda s: piped_losses.append(s.loss_sum.clone()), pipelined=True)
         piped_losses = [piped_losses[0]] + [b - a for a, b in zip(piped_losses, piped_losses[1:])]
 
         plain, plain_opt = _sharded(spec, arch, world_size, full_state)

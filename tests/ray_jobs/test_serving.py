@@ -57,7 +57,7 @@ def test_bad_input_to_predict_fails_like_training_data(tmp_path, capsys):
         predict_files(model_dir, [str(tmp_path / "bad_id.parquet")], tmp_path / "out")
     code = predict_main(["--model", str(model_dir), "--data", str(tmp_path / "bad_id.parquet"), "--out", str(tmp_path / "o")])
     assert code == 2
-    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'bad_id.parquet'}: column 'item_id'")
+    assert capsys.readouterr().err.splitlines()[-1].startswith(f"error: {tmp_path / 'bad_id.parquet'}: column 'item_id'")
     assert not (tmp_path / "out").exists()
 
 
