@@ -31,7 +31,7 @@ from ray_jobs.data.collate import flat_features
 from ray_jobs.data.dataset import validate_file
 from ray_jobs.data.prepare import MARKER as PREPARE_MARKER
 from ray_jobs.data.prepare import Encoders, encode, load_raw
-from ray_jobs.data.recipe import Recipe, Source
+from ray_jobs.data.recipe import Recipe
 from ray_jobs.evaluation.predictions import PREDICTION_PREFIX
 from ray_jobs.serving.export import EXPORT_FILE, PROGRAM_FILE, VOCAB_DIR
 
@@ -91,7 +91,7 @@ def encode_raw_log(model_dir: str | Path, raw: str | Path, work_dir: str | Path)
         raise DataError(f"{raw}: a raw log, but {model_dir} holds no encoders ({VOCAB_DIR}/, {PREPARE_MARKER}): "
                         "the model was not trained on a prepared data set; pass encoded Parquet instead")
     recipe = from_dict(Recipe, json.loads(marker.read_text())["recipe"], where=str(marker))
-    recipe = replace(recipe, log=Source(path=str(raw.resolve())), root=str(raw.resolve().parent))
+    recipe = replace(recipe, log=replace(recipe.log, path=str(raw.resolve())), root=str(raw.resolve().parent))
     table = encode(load_raw(recipe), recipe, Encoders.load(model_dir / VOCAB_DIR))
     path = Path(work_dir) / f"{raw.stem}.parquet"
     pq.write_table(table, path)
