@@ -107,10 +107,7 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
     ids before the EBC, so TorchRec could not pipeline its input; an unsharded model in unit
     tests) takes the plain step: same numbers, no pipeline.
 
-    `pipelined=False` takes the plain step. `train_epoch` pipelines on CUDA only by default: on CPU
-    a run resumed by a restarted driver (tests/ray_jobs/test_driver_restart.py) failed inside
-    the pipeline's batch prefetch ("Default process group has not been initialized", from the
-    lockstep all-reduce), not yet understood; the CPU pipeline test passes `pipelined=True`.
+    `pipelined=False` takes the plain step (on any device).
 
     `autocast`: the forward under bf16 autocast (`train.precision`; CUDA only, refused on CPU
     by the config): matmuls run in bf16, the BCE and the fp32 weights and optimizer are as before.
@@ -144,7 +141,7 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
                 device: torch.device, max_steps: int | None = None,
                 on_step: Callable[[EpochStats], None] | None = None, skip: int = 0,
-                autocast: bool = False, pipelined: bool | None = None) -> EpochStats:
+                autocast: bool = False, pipelined: bool = True) -> EpochStats:
     """One pass over `batches` in lockstep with the other workers; returns its timing.
 
     `skip` batches are consumed untrained first (a resumed epoch's already-trained part);
@@ -159,8 +156,6 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
     stats.skipped = skip
     t_start = t_last = time.perf_counter()
     # closing: the pipeline restores the model's forward when the loop ends, even on a break
-    if pipelined is None:  # CPU: the plain step until the pipeline survives a driver restart (below)
-        pipelined = device.type == "cuda"
     with contextlib.closing(_steps(model, optimizer, synced, device, autocast, pipelined)) as steps:
         for out in steps:
             now = time.perf_counter()

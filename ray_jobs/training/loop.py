@@ -44,7 +44,11 @@ def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> t
     return flat, table.to_dict(orient="records")
 
 
-SELECT_SCORE = "select_score"  # every report's selection score (NaN: not an epoch end); Ray Train keeps the best
+# every report's selection score; Ray Train keeps the best. Reports that are not an epoch end (or
+# whose metric is absent) get UNSCORED, a finite number: Ray Train's checkpoint snapshot stores
+# NaN as null, and a driver that restores the run then fails to rank its checkpoints.
+UNSCORED = -1e30
+SELECT_SCORE = "select_score"
 
 
 def select_metric_name(config: JobConfig, spec: DatasetSpec) -> str:
@@ -141,7 +145,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         def on_step(stats: EpochStats) -> None:
             every = config.train.checkpoint_every_steps
             if every and stats.position % every == 0:
-                save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: math.nan,
+                save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: UNSCORED,
                                  **stats.metrics(world_size)}, sharded, optimizer,
                                 {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best}, rank, {})
             progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
@@ -160,7 +164,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if _better(score, best):
             best = {"epoch": epoch + 1, "score": score}
         stopped = config.train.patience is not None and epoch + 1 - best["epoch"] >= config.train.patience
-        metrics.update({SELECT_SCORE: score, "best_epoch": best["epoch"]})
+        metrics.update({SELECT_SCORE: UNSCORED if math.isnan(score) else score, "best_epoch": best["epoch"]})
         rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s) | %s %s, best epoch %d", epoch + 1,
               cell(metrics["val_mean_auc"]), cell(metrics["val_mean_gauc"]), f"{metrics['train_samples_per_s']:,.0f}",
               select, cell(metrics[select]), best["epoch"])
@@ -200,7 +204,7 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
     with tempfile.TemporaryDirectory() as directory:
         if rank == 0:
             write_files(directory, files)
-        ray.train.report({**metrics, SELECT_SCORE: math.nan},
+        ray.train.report({**metrics, SELECT_SCORE: UNSCORED},
                          checkpoint=ray.train.Checkpoint.from_directory(directory))
 
 
