@@ -9,7 +9,10 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, TypeVar, get_args, get_origin
+
+import yaml
 
 T = TypeVar("T")
 
@@ -127,3 +130,16 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+def read_yaml(path: str | Path, what: str = "config file") -> Any:
+    """The parsed YAML at `path` (safe loader; an empty file is {}); a missing file or bad YAML
+    is a ConfigError naming the file, e.g. "x.yaml: config file not found"."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    return {} if data is None else data

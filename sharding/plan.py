@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from modules.spec import SPEC_FILE, DatasetSpec
-from modules.strict import ConfigError, from_dict
+from modules.strict import ConfigError, from_dict, read_yaml
 from sharding.planner import PlannerConfig
 from sharding.preview import PlanDoesNotFit, format_preview, preview_plan
 
@@ -52,13 +51,7 @@ def load_plan_job(path: str | Path | None) -> PlanJob:
     """The planner's sections of the job YAML at `path` (None: the embedded default job)."""
     if path is None:
         return PlanJob()
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a job config is a mapping of sections")
     data = raw.get("data") or {}

@@ -10,7 +10,7 @@ import yaml
 
 from modules.collision import BoundedFeature
 from modules.dense.registry import parse_arch_config
-from modules.strict import ConfigError, from_dict, to_dict
+from modules.strict import ConfigError, from_dict, read_yaml, to_dict
 from sharding.optim import OptimConfig
 from sharding.planner import PlannerConfig
 
@@ -191,14 +191,7 @@ def load_config(path: str | Path | None) -> JobConfig:
     """Parses a YAML job config (safe loader); None gives the embedded default."""
     if path is None:
         return JobConfig()
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: config file not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    return from_dict(JobConfig, data, where=str(path))
+    return from_dict(JobConfig, read_yaml(path), where=str(path))
 
 
 def dump_config(config: JobConfig) -> str:

@@ -11,10 +11,9 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Literal
 
-import yaml
 
 from modules.spec import Role
-from modules.strict import ConfigError, from_dict
+from modules.strict import ConfigError, from_dict, read_yaml
 
 Format = Literal["csv", "tsv", "parquet"]
 DOMAIN_COLUMN = "domain"  # the output column holding the domain id
@@ -366,11 +365,5 @@ class Recipe:
 def load_recipe(path: str | Path) -> Recipe:
     """Parses a recipe YAML file (safe_load), naming the file in every error."""
     path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: recipe not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    recipe = from_dict(Recipe, data, where=str(path))
+    recipe = from_dict(Recipe, read_yaml(path, "recipe"), where=str(path))
     return recipe if recipe.root is not None else replace(recipe, root=str(path.resolve().parent))
