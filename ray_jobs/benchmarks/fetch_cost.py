@@ -24,6 +24,7 @@ from modules.model import SeesawModel
 from modules.spec import DatasetSpec
 from ray_jobs.data.collate import Collator, FetchCollator
 from ray_jobs.data.dataset import split_files
+from ray_jobs.data.ingest import read_parquet
 from ray_jobs.core.tables import text
 
 
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     ray.data.DataContext.get_current().enable_progress_bars = False
     spec = DatasetSpec.load(args.data)
     collate = Collator(spec, SeesawModel(spec, args.arch, device="meta").kjt_keys)
-    dataset = ray.data.read_parquet(split_files(args.data, "train"), columns=list(spec.required_columns())).materialize()
+    dataset = read_parquet(split_files(args.data, "train"), columns=list(spec.required_columns())).materialize()
     rows = []
     for batch_size, per_fetch in itertools.product([int(b) for b in args.batch_sizes.split(",")],
                                                    [int(k) for k in args.batches_per_fetch.split(",")]):

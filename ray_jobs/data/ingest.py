@@ -73,8 +73,23 @@ def local_shuffle(config: JobConfig, train_rows: int, epoch: int, rank: int) -> 
     return config.data.shuffle_buffer_rows, epoch_seed(config.train.seed, epoch, rank)
 
 
+def read_parquet(files: list[str], columns: list[str]) -> ray.data.Dataset:
+    """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader.
+
+    Why not the default (V2) reader of Ray 2.60: it provisions a pool of 32 `FooterReader`
+    actors (each a new Python process) for every read, to read the files' footers. On the
+    2-core machine a 16,000-row, 2-file split then takes 8-14 s per read against 0.3-0.8 s
+    with V1, and three Tune trials reading at once start ~100 actors and starve one another
+    (BENCHMARKS.md, "Parquet reader"). Our splits are few local or shared files, where V2's
+    parallel footer reads buy nothing. The flag is per process: it is set where the read is
+    planned, on whichever node that is.
+    """
+    ray.data.DataContext.get_current().use_datasource_v2 = False
+    return ray.data.read_parquet(files, columns=columns)
+
+
 def _read(dataset: Dataset, split: str, max_rows: int) -> ray.data.Dataset:
-    ds = ray.data.read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()))
+    ds = read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()))
     ds.context.execution_options.preserve_order = True  # file order, whatever the read tasks' timing
     if dataset.splits[split].rows <= max_rows:
         ds = ds.materialize()  # read once per job; epochs iterate the blocks in the object store

@@ -29,6 +29,7 @@ from ray_jobs.core.errors import DataError
 from ray_jobs.core.log import logger
 from ray_jobs.data.collate import flat_features
 from ray_jobs.data.dataset import validate_file
+from ray_jobs.data.ingest import read_parquet
 from ray_jobs.data.prepare import MARKER as PREPARE_MARKER
 from ray_jobs.data.prepare import Encoders, encode, load_raw
 from ray_jobs.data.recipe import Recipe
@@ -134,7 +135,7 @@ def predict_files(model_dir: str | Path, files: list[str], out: str | Path, batc
     columns = [c for c in (*spec.feature_names, *spec.dense_features, spec.domain_column) if c]
     if spec.id_column is not None and all(spec.id_column in pq.read_schema(f).names for f in files):
         columns.append(spec.id_column)
-    dataset = ray.data.read_parquet(files, columns=list(dict.fromkeys(columns)))
+    dataset = read_parquet(files, columns=list(dict.fromkeys(columns)))
     scored = dataset.map_batches(_Scorer, fn_constructor_args=(str(model_dir),), batch_format="pyarrow",
                                  batch_size=batch_size, concurrency=concurrency)
     scored.write_parquet(str(out))
