@@ -73,8 +73,17 @@ def local_shuffle(config: JobConfig, train_rows: int, epoch: int, rank: int) -> 
     return config.data.shuffle_buffer_rows, epoch_seed(config.train.seed, epoch, rank)
 
 
-def read_parquet(files: list[str], columns: list[str]) -> ray.data.Dataset:
-    """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader.
+ROWS_PER_BLOCK = 4096  # a split's block count is rows / this (at least one per file), whatever the cluster
+
+
+def read_parquet(files: list[str], columns: list[str], rows: int | None = None) -> ray.data.Dataset:
+    """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader; given the
+    split's `rows`, in a block count fixed by the data alone (`ROWS_PER_BLOCK`).
+
+    Why a fixed block count: the V1 reader otherwise picks it from the CPUs the cluster has
+    free when the read is planned, and the seeded shuffles (`random_shuffle`,
+    `randomize_block_order`) permute blocks, so a job restarted on a cluster of another size,
+    or a busier one, would train on other batches and resume inexactly.
 
     Why not the default (V2) reader of Ray 2.60: it provisions a pool of 32 `FooterReader`
     actors (each a new Python process) for every read, to read the files' footers. On the
@@ -85,11 +94,13 @@ def read_parquet(files: list[str], columns: list[str]) -> ray.data.Dataset:
     planned, on whichever node that is.
     """
     ray.data.DataContext.get_current().use_datasource_v2 = False
-    return ray.data.read_parquet(files, columns=columns)
+    blocks = None if rows is None else max(len(files), -(-rows // ROWS_PER_BLOCK))
+    return ray.data.read_parquet(files, columns=columns, override_num_blocks=blocks)
 
 
 def _read(dataset: Dataset, split: str, max_rows: int) -> ray.data.Dataset:
-    ds = read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()))
+    ds = read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()),
+                      rows=dataset.splits[split].rows)
     ds.context.execution_options.preserve_order = True  # file order, whatever the read tasks' timing
     if dataset.splits[split].rows <= max_rows:
         ds = ds.materialize()  # read once per job; epochs iterate the blocks in the object store

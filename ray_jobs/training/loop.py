@@ -116,6 +116,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     start_epoch, skip, stopped = 0, 0, False
     best: dict[str, Any] | None = None  # {"epoch": 1-based, "score": float}
+    resumes: list[dict[str, Any]] = []  # where each restart (worker or driver) picked the run up
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
@@ -125,6 +126,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         else:
             start_epoch, skip = progress["epoch"], progress["step"]
         best, stopped = progress.get("best"), progress.get("stopped", False)
+        resumes = [*progress.get("resumes", []), {"epoch": progress.get("epoch", -1) + 1, "step": progress.get("step"),
+                                                  "epoch_done": progress.get("epoch_done", True)}]
         if "rank_state" in progress:
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
         rank0(rank, f"resumed from checkpoint at epoch {progress.get('epoch', -1) + 1} step {progress.get('step')} "
@@ -147,7 +150,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             if every and stats.position % every == 0:
                 save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: UNSCORED,
                                  **stats.metrics(world_size)}, sharded, optimizer,
-                                {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best}, rank, {})
+                                {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best,
+                                 "resumes": resumes}, rank, {})
             progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
@@ -172,15 +176,20 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             rank0(rank, f"early stop: {config.train.patience} epoch(s) without a better {select} "
                         f"(best epoch {best['epoch']})")
         save_checkpoint(metrics, sharded, optimizer,
-                        {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped},
-                        rank, {})
-    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select)
+                        {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
+                         "resumes": resumes}, rank, {})
+    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes)
 
 
 def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharded: torch.nn.Module,
-                      collate: Collator, best: dict[str, Any] | None, model_epoch: int, select: str) -> None:
+                      collate: Collator, best: dict[str, Any] | None, model_epoch: int, select: str,
+                      resumes: list[dict[str, Any]]) -> None:
     """Collective: loads the best epoch's weights (unless the model holds them), scores the test
-    split and reports metrics.json + the test predictions in a last, model-less checkpoint."""
+    split and reports metrics.json + the test predictions in a last, model-less checkpoint.
+
+    metrics.json's `resumes` lists each restart the run survived (a worker lost, a driver
+    restarted), with the checkpoint position it resumed from: 1-based epoch, step within it
+    and whether that epoch had ended; [] for an uninterrupted run."""
     config, spec, rank, device = worker.config, worker.spec, worker.rank, worker.device
     if best is None:
         raise RuntimeError("no epoch was trained (train.epochs 0?)")
@@ -199,7 +208,7 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
     metrics.update(test_metrics, epoch=max(model_epoch, best["epoch"]), best_epoch=best["epoch"],
                    select_metric=select, best_checkpoint=chosen.path)
     files = {METRICS_FILE: {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
-                            "worker_nodes": worker_nodes()},
+                            "worker_nodes": worker_nodes(), "resumes": resumes},
              PREDICTIONS_FILE: lambda path: test.save(path, spec)}
     with tempfile.TemporaryDirectory() as directory:
         if rank == 0:

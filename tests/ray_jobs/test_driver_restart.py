@@ -83,3 +83,4 @@ def test_killed_driver_restarted_by_run_name_resumes_and_matches_uninterrupted_r
     for key in ("epoch", "test_mean_auc", "test_mean_gauc", "test_mean_logloss", "val_mean_auc"):
         assert got["summary"][key] == want["summary"][key], key
     assert json.dumps(got["cells"]) == json.dumps(want["cells"])
+    assert want["resumes"] == [] and len(got["resumes"]) == 1, (want["resumes"], got["resumes"])

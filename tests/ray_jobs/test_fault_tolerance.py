@@ -53,3 +53,6 @@ def test_killed_worker_resumes_and_matches_uninterrupted_run(trained_run, capfd,
     for key in ("test_mean_auc", "test_mean_gauc", "test_mean_logloss", "val_mean_auc"):
         assert got["summary"][key] == want["summary"][key], key
     assert json.dumps(got["cells"]) == json.dumps(want["cells"])  # every domain x task cell (NaN-safe)
+    assert want["resumes"] == [], "an uninterrupted run records no restart"
+    assert len(got["resumes"]) == 1 and got["resumes"][0]["epoch"] == 1 and not got["resumes"][0]["epoch_done"]
+    assert f"step {got['resumes'][0]['step']} " in resumes[0], (got["resumes"], resumes[0])

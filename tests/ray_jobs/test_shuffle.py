@@ -114,3 +114,35 @@ def test_evaluation_shards_keep_every_row_of_an_odd_split(ray_session, uneven_da
     train_rows = pads.dataset(str(uneven_data / "train")).count_rows()
     shards = _epoch_ids(config, datasets, "train", 0, ingest=evaluation_ingest())
     assert sum(len(s) for s in shards) == train_rows
+
+
+_SHUFFLED_ORDER_ON_ANOTHER_CLUSTER = """
+import sys, tempfile
+import ray
+from ray_jobs.data.dataset import prepare_dataset
+from ray_jobs.data.ingest import ray_datasets
+from tests.ray_jobs.test_shuffle import _config
+ray.init(address="local", num_cpus=int(sys.argv[2]), include_dashboard=False, log_to_driver=False,
+         _temp_dir=tempfile.mkdtemp(prefix="seesaw-test-", dir="/tmp"))
+config = _config(sys.argv[1], "full")
+ds = ray_datasets(prepare_dataset(config), ("train",), config, epochs=1)["train_epoch0"]
+print(",".join(str(r["sample_id"]) for r in ds.take_all()))
+"""
+
+
+def test_the_shuffled_order_does_not_depend_on_the_clusters_size(ray_session, uneven_data):
+    """A restarted job may land on a cluster of another size or load: its epochs must still see
+    the same rows in the same order (Ray Data's reader would otherwise size the blocks, which
+    the seeded shuffle permutes, from the CPUs it finds free). Here: this session's 6-CPU Ray
+    against a 2-CPU Ray in another process."""
+    import subprocess
+    import sys
+
+    config = _config(uneven_data, "full")
+    here = ray_datasets(prepare_dataset(config), ("train",), config, epochs=1)["train_epoch0"]
+    here_ids = [r["sample_id"] for r in here.take_all()]
+    assert here_ids != sorted(here_ids) and len(here_ids) == len(set(here_ids))
+    out = subprocess.run([sys.executable, "-c", _SHUFFLED_ORDER_ON_ANOTHER_CLUSTER, str(uneven_data), "2"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    there_ids = [int(v) for v in out.strip().splitlines()[-1].split(",")]
+    assert there_ids == here_ids
