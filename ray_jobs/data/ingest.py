@@ -87,9 +87,10 @@ def read_parquet(files: list[str], columns: list[str], rows: int | None = None) 
 
     Why not the default (V2) reader of Ray 2.60: it provisions a pool of 32 `FooterReader`
     actors (each a new Python process) for every read, to read the files' footers. On the
-    2-core machine a 16,000-row, 2-file split then takes 8-14 s per read against 0.3-0.8 s
-    with V1, and three Tune trials reading at once start ~100 actors and starve one another
-    (BENCHMARKS.md, "Parquet reader"). Our splits are few local or shared files, where V2's
+    2-core machine a 2,000- or 16,000-row, 2-file split then takes ~6-7 s per read against
+    under 1 s with this reader (`python -m ray_jobs.benchmarks.parquet_reader`, BENCHMARKS.md),
+    and Tune trials reading at once start dozens of such processes that starve one another.
+    Our splits are few local or shared files, where V2's
     parallel footer reads buy nothing. The flag is per process: it is set where the read is
     planned, on whichever node that is.
     """

@@ -126,11 +126,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         else:
             start_epoch, skip = progress["epoch"], progress["step"]
         best, stopped = progress.get("best"), progress.get("stopped", False)
-        resumes = [*progress.get("resumes", []), {"epoch": progress.get("epoch", -1) + 1, "step": progress.get("step"),
-                                                  "epoch_done": progress.get("epoch_done", True)}]
+        resumed_at = {"epoch": progress.get("epoch", -1) + 1, "step": progress.get("step"),
+                      "epoch_done": progress.get("epoch_done", True)}
+        resumes = [*progress.get("resumes", []), resumed_at]
         if "rank_state" in progress:
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
-        rank0(rank, f"resumed from checkpoint at epoch {progress.get('epoch', -1) + 1} step {progress.get('step')} "
+        rank0(rank, f"resumed from checkpoint at epoch {resumed_at['epoch']} step {resumed_at['step']} "
                    f"({checkpoint.path})")
     model_epoch = start_epoch  # the epoch (1-based) whose end-of-epoch weights the model holds (0: none)
 
