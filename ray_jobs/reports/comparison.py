@@ -5,6 +5,8 @@
                        conflict analysis (when asked for) and per-cell tables next to the oracle
     results.csv        long format: model, seed, domain, task, n, auc, gauc, logloss
     summary.csv        per model: mean / std / min / max over seeds of the mean AUC and mean GAUC
+    task_summary.csv   per model: mean / std over seeds of the mean over tasks of the pooled
+                       per-task AUC (all tasks, and the tasks with enough test positives)
     intervals.csv      per model and metric: bootstrap interval of the mean and of the paired gain
     cell_intervals.csv per model, cell and metric: bootstrap interval
     gains.csv          per model, cell and metric: mean over seeds of model - baseline
@@ -82,6 +84,50 @@ def model_summary(per_seed: pd.DataFrame, baseline: str | None) -> pd.DataFrame:
             row["gauc_gain_std"] = diff.std(ddof=1) if len(diff) > 1 else 0.0
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+MIN_TEST_POSITIVES = 20  # a task with fewer test positives has a pooled AUC that is noise (prepare warns too)
+
+
+def measurable_tasks(results: pd.DataFrame, min_positives: int = MIN_TEST_POSITIVES) -> list[str]:
+    """Tasks whose pooled test split holds at least `min_positives` positives in every run, in
+    the runs' task order (e.g. on the KuaiRand sample: not is_follow with 7, is_forward with 12)."""
+    pooled = results[results["domain"] == ALL_DOMAINS]
+    fewest = pooled.groupby("task", sort=False)["positives"].min()
+    return [task for task, positives in fewest.items() if positives >= min_positives]
+
+
+def pooled_task_summary(results: pd.DataFrame, tasks: Sequence[str]) -> pd.DataFrame:
+    """Per model: the mean over tasks of the pooled (all-domain) per-task AUC, per seed, then its
+    mean / std (ddof 1; 0 with one seed) / min / max over seeds: over every task (`all_tasks_*`)
+    and over `tasks` only (`measurable_*`); plus each task's pooled AUC averaged over seeds.
+
+    This is the measure published results on multi-task benchmarks report (e.g. PEPNet's and
+    STEM-Net's KuaiRand tables), so the report can be put beside them.
+    """
+    pooled = results[results["domain"] == ALL_DOMAINS]
+    rows = []
+    for label, runs in pooled.groupby("model", sort=False):
+        per_task = runs.pivot_table(index="seed", columns="task", values="auc", sort=False)
+        row: dict[str, Any] = {"model": label, "seeds": len(per_task)}
+        for name, columns in (("all_tasks", list(per_task.columns)), ("measurable", list(tasks))):
+            means = per_task[columns].mean(axis=1).to_numpy()
+            row.update({f"{name}_mean": means.mean(), f"{name}_std": means.std(ddof=1) if len(means) > 1 else 0.0,
+                        f"{name}_min": means.min(), f"{name}_max": means.max()})
+        row.update({f"auc/{task}": value for task, value in per_task.mean(axis=0).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _pooled_task_md(table: pd.DataFrame, tasks: Sequence[str]) -> str:
+    task_columns = [c.removeprefix("auc/") for c in table.columns if c.startswith("auc/")]
+    rows = []
+    for r in table.sort_values("all_tasks_mean", ascending=False).to_dict("records"):
+        spread = (lambda name: f" ± {_f(r[name + '_std'])}") if r["seeds"] > 1 else (lambda name: "")  # noqa: E731
+        rows.append([r["model"], str(r["seeds"]), _f(r["all_tasks_mean"]) + spread("all_tasks"),
+                     _f(r["measurable_mean"]) + spread("measurable"), *(_f(r[f"auc/{t}"]) for t in task_columns)])
+    return markdown(rows, ["model", "seeds", "mean task AUC, all tasks (± std)",
+                           f"mean task AUC, {', '.join(tasks)} (± std)", *task_columns])
 
 
 def domain_task_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -284,6 +330,13 @@ def write_report(out: str | Path, results: pd.DataFrame, records: Sequence[RunRe
           "bootstrap resamples of the test users, the same resamples for every model; the paired gain "
           "interval scores model and baseline on the same resample.\n\n",
           _summary_md(table, oracle, baseline, analyses.intervals)]
+    tasks = measurable_tasks(results)
+    task_table = pooled_task_summary(results, tasks)
+    task_table.to_csv(out / "task_summary.csv", index=False)
+    md += [f"\n## Mean over tasks of the pooled per-task AUC (test split)\n\n"
+           f"Each task's AUC over all test rows (every domain), averaged over the tasks; ± std over seeds. "
+           f"The second column keeps the tasks with at least {MIN_TEST_POSITIVES} test positives in every run; "
+           f"the per-task columns are means over seeds.\n\n", _pooled_task_md(task_table, tasks)]
     for label in labels:
         cells = domain_task_cells(mean_cells(results, label))
         for metric in METRICS:

@@ -85,3 +85,31 @@ def test_gain_heatmap_writes_png_including_zero_gain(tmp_path):
     gain = _read_png(report.gain_heatmap(model, base, "gauc", tmp_path / "gain.png"))
     zero = _read_png(report.gain_heatmap(model, model, "gauc", tmp_path / "zero.png"))
     assert not np.array_equal(gain, zero)
+
+
+def test_pooled_task_summary_matches_sklearn_over_seeds_and_drops_rare_tasks():
+    from sklearn.metrics import roc_auc_score
+
+    from ray_jobs.reports.comparison import measurable_tasks, pooled_task_summary
+
+    frames, reference = [], {}
+    for label, offset in (("a", 0), ("b", 10)):
+        for seed in (0, 1, 2):
+            rng = np.random.default_rng(offset + seed)
+            n = 3000
+            domain = rng.choice(3, size=n, p=[0.7, 0.25, 0.05])
+            probs = rng.random((n, len(TASKS)))
+            labels = (rng.random((n, len(TASKS))) < probs * np.array([0.8, 0.3, 0.004])).astype(int)
+            frames.append(cell_metrics(probs, labels, domain, rng.integers(0, 50, size=n), TASKS, DOMAINS)
+                          .assign(model=label, seed=seed))
+            reference[label, seed] = [roc_auc_score(labels[:, t], probs[:, t]) for t in range(len(TASKS))]
+    results = pd.concat(frames, ignore_index=True)
+    assert measurable_tasks(results) == ["click", "like"]  # share: about 6 positives in 3,000 rows
+    table = pooled_task_summary(results, ["click", "like"]).set_index("model")
+    for label in ("a", "b"):
+        every = np.array([np.mean(reference[label, s]) for s in range(3)])
+        two = np.array([np.mean(reference[label, s][:2]) for s in range(3)])
+        assert table.loc[label, "all_tasks_mean"] == pytest.approx(every.mean())
+        assert table.loc[label, "all_tasks_std"] == pytest.approx(every.std(ddof=1))
+        assert table.loc[label, "measurable_mean"] == pytest.approx(two.mean())
+        assert table.loc[label, "auc/share"] == pytest.approx(np.mean([reference[label, s][2] for s in range(3)]))
