@@ -11,6 +11,9 @@ negative-transfer buckets (`ray_jobs.evaluation.conflict`).
 Model syntax (`--models`, comma-separated): a registered name (`pepnet`) or
 `label=name{json params}` for a variant, e.g. `'pepnet,epnet_only=pepnet{"use_ppnet": false}'`.
 `--params-<label> JSON` merges more params into one entry, e.g. `--params-mmoe '{"num_experts": 8}'`.
+`label=@<best_config.yaml>` takes a Ray Tune search's result (`ray_jobs.tune` writes it): its
+model, params and optimiser (`train.optim`); everything else (data, epochs, batch, workers,
+seeds) is the comparison's, so a tuned model keeps the others' budget.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import pyarrow.dataset as pads
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec
 from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, ModelConfig, load_config
+from sharding.optim import OptimConfig
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE
 from ray_jobs.evaluation.conflict import bucket_aucs
@@ -38,6 +42,7 @@ from ray_jobs.evaluation.predictions import Predictions
 from ray_jobs.evaluation.uncertainty import confidence_intervals, load_predictions
 from ray_jobs.reports.comparison import METRICS, ORACLE, Analyses, RunRecord, write_report
 
+_TUNED = re.compile(r"^(?P<label>[A-Za-z0-9_.-]+)=@(?P<path>.+)$", re.S)
 _ENTRY = re.compile(r"^(?:(?P<label>[A-Za-z0-9_.-]+)=)?(?P<arch>[A-Za-z0-9_]+)(?P<params>\{.*\})?$", re.S)
 
 
@@ -48,6 +53,8 @@ class ModelEntry:
     label: str
     arch: str
     params: dict[str, Any] = field(default_factory=dict)
+    optim: OptimConfig | None = None  # a tuned entry's optimiser; None: the base job's
+    source: str | None = None  # the best_config.yaml a tuned entry came from
 
 
 def _split_top_level(text: str) -> list[str]:
@@ -71,6 +78,10 @@ def parse_models(text: str) -> list[ModelEntry]:
 
     entries = []
     for token in _split_top_level(text):
+        tuned = _TUNED.match(token)
+        if tuned is not None:
+            entries.append(tuned_entry(tuned["label"], tuned["path"]))
+            continue
         match = _ENTRY.match(token)
         if match is None:
             raise ConfigError(f"--models: cannot parse {token!r}; expected name or label=name{{json}}")
@@ -93,6 +104,14 @@ def parse_models(text: str) -> list[ModelEntry]:
     return entries
 
 
+def tuned_entry(label: str, path: str | Path) -> ModelEntry:
+    """The entry of a Tune search's `best_config.yaml`: its model, params and optimiser."""
+    if not Path(path).is_file():
+        raise ConfigError(f"--models: {label}=@{path}: no such file (a Tune search writes best_config.yaml)")
+    best = load_config(path)
+    return ModelEntry(label, best.model.arch, dict(best.model.params), optim=best.train.optim, source=str(path))
+
+
 def with_params(entries: Sequence[ModelEntry], extra: dict[str, dict[str, Any]]) -> list[ModelEntry]:
     """Merges `--params-<label>` objects into the matching entries (re-validated)."""
     from modules.dense.registry import parse_arch_config
@@ -107,9 +126,10 @@ def with_params(entries: Sequence[ModelEntry], extra: dict[str, dict[str, Any]])
 
 
 def job_for(base: JobConfig, entry: ModelEntry, seed: int) -> JobConfig:
-    """The base job with only the model and the seed changed: that is what keeps the budget equal."""
+    """The base job with only the model and the seed changed (and a tuned entry's optimiser):
+    that is what keeps the budget equal."""
     return replace(base, model=ModelConfig(arch=entry.arch, params=dict(entry.params)),
-                   train=replace(base.train, seed=seed))
+                   train=replace(base.train, seed=seed, optim=entry.optim or base.train.optim))
 
 
 def _reusable(run_dir: Path, job: JobConfig) -> bool:
@@ -243,6 +263,14 @@ def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareReq
     return Analyses(intervals, cell_intervals, conflict, setup, notes, ablation)
 
 
+def _describe(entry: ModelEntry) -> str:
+    text = f"{entry.label} = {entry.arch} {json.dumps(entry.params)}"
+    if entry.source is None:
+        return text
+    return (f"{text} (tuned, {entry.source}: sparse_lr {entry.optim.sparse_lr:.4g}, "
+            f"dense_lr {entry.optim.dense_lr:.4g})")
+
+
 def compare(request: CompareRequest) -> Path:
     """Trains every model on every seed and writes the report directory; returns it."""
     from ray_jobs.data.dataset import prepare_dataset
@@ -264,7 +292,7 @@ def compare(request: CompareRequest) -> Path:
     out = Path(request.out)
     records = train_all(base, entries, request.seeds, prefix=out.name, reuse=request.reuse)
     context = {"command": f"`{request.command}`" if request.command else "-", "data": str(dataset.root),
-               "models": ", ".join(f"{e.label} = {e.arch} {json.dumps(e.params)}" for e in entries),
+               "models": ", ".join(_describe(e) for e in entries),
                "seeds": ", ".join(map(str, request.seeds)), "epochs": str(base.train.epochs),
                "batch size per worker": str(base.data.batch_size), "workers": str(base.workers.num_workers),
                "max steps per epoch": str(base.train.max_steps_per_epoch), "baseline": str(baseline)}

@@ -61,6 +61,26 @@ def test_params_option_merges_into_the_labelled_entry():
         parse_args(["--models", "mmoe", "--conflict-tasks", "click"])
 
 
+def test_a_tuned_entry_takes_model_and_optimiser_from_best_config_and_the_budget_from_the_base(tmp_path):
+    from dataclasses import replace
+
+    from ray_jobs.core.config import ModelConfig, dump_config
+    from sharding.optim import OptimConfig
+
+    searched = JobConfig(name="searched", model=ModelConfig(arch="pepnet", params={"gamma": 2.5, "tower": [100, 64]}),
+                         train=TrainConfig(epochs=9, optim=OptimConfig(sparse_lr=0.17, dense_lr=0.002)),
+                         data=DataConfig(batch_size=64))
+    (tmp_path / "best_config.yaml").write_text(dump_config(searched))
+    entries = parse_models(f"sharedbottom,pepnet_tuned=@{tmp_path / 'best_config.yaml'}")
+    base = JobConfig(train=TrainConfig(epochs=3), data=DataConfig(batch_size=256))
+    tuned = compare.job_for(base, entries[1], seed=4)
+    assert tuned.model == searched.model and tuned.train.optim == searched.train.optim
+    assert tuned == replace(base, model=searched.model, train=replace(base.train, seed=4, optim=searched.train.optim))
+    assert compare.job_for(base, entries[0], seed=4).train.optim == base.train.optim  # untouched
+    with pytest.raises(ConfigError, match="no such file"):
+        parse_models(f"x=@{tmp_path / 'missing.yaml'}")
+
+
 def test_cli_rejects_a_typo_with_exit_code_2(capsys):
     assert compare_main(["--models", "sharedbotom"]) == 2
     assert "unknown model" in capsys.readouterr().err
