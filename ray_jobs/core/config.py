@@ -113,15 +113,50 @@ class TrainConfig:
 class WorkersConfig:
     """Ray Train scaling. CPU workers use gloo, GPU workers NCCL.
 
+    `num_workers`: a count (a fixed-size group: a lost worker restarts the group at that size,
+    waiting for the capacity to return) or a range `[min, max]` (elastic, Ray Train v2's
+    `ScalingConfig(num_workers=(min, max))`: the group starts with as many workers as the
+    cluster has room for, up to max; after a lost worker or node it restarts on what is left if
+    that is at least min, and resumes from the latest checkpoint on the new world size,
+    `training.elastic`). `max_failures` still bounds those restarts. `resize_interval_s`
+    (elastic only): how often a healthy group checks whether more workers fit (Ray's
+    `elastic_resize_monitor_interval_s`); when they do, the group is restarted larger from the
+    latest checkpoint, losing the steps since it.
     `cpus_per_worker` below 1 on a small machine leaves CPU to Ray Data's read tasks;
     `placement_strategy` SPREAD puts workers on distinct nodes where it can.
     """
 
-    num_workers: int = 2
+    num_workers: int | tuple[int, ...] = 2
     use_gpu: bool = False
     cpus_per_worker: float = 0.5
     max_failures: int = 0
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    resize_interval_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        counts = self.num_workers if isinstance(self.num_workers, tuple) else (self.num_workers,)
+        if len(counts) not in (1, 2) or (len(counts) == 1 and isinstance(self.num_workers, tuple)):
+            raise ConfigError(f"workers.num_workers: expected a count or [min, max], got {list(counts)}")
+        if min(counts) < 1:
+            raise ConfigError(f"workers.num_workers: every count must be >= 1, got {self.num_workers!r}")
+        if counts[0] > counts[-1]:
+            raise ConfigError(f"workers.num_workers: [min, max] with min {counts[0]} > max {counts[-1]}")
+        if self.resize_interval_s < 0:
+            raise ConfigError(f"workers.resize_interval_s: expected >= 0, got {self.resize_interval_s}")
+
+    @property
+    def elastic(self) -> bool:
+        """Whether the group size is a range (`num_workers: [min, max]`)."""
+        return isinstance(self.num_workers, tuple)
+
+    @property
+    def min_workers(self) -> int:
+        return self.num_workers[0] if isinstance(self.num_workers, tuple) else self.num_workers
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers the job runs (what a cluster or a Tune trial must have room for)."""
+        return self.num_workers[-1] if isinstance(self.num_workers, tuple) else self.num_workers
 
 
 @dataclass(frozen=True)

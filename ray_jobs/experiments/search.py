@@ -90,10 +90,10 @@ def max_concurrent_trials(workers: WorkersConfig, resources: Mapping[str, float]
 
     A trial takes its workers' CPUs (and GPUs), plus CPU for its Ray Data reads.
     """
-    per_trial = workers.num_workers * workers.cpus_per_worker + DATA_CPUS_PER_TRIAL + TRIAL_CPUS
+    per_trial = workers.max_workers * workers.cpus_per_worker + DATA_CPUS_PER_TRIAL + TRIAL_CPUS
     fit = math.floor(resources.get("CPU", 0.0) / per_trial)
     if workers.use_gpu:
-        fit = min(fit, math.floor(resources.get("GPU", 0.0) / workers.num_workers))
+        fit = min(fit, math.floor(resources.get("GPU", 0.0) / workers.max_workers))
     return max(1, fit)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,7 @@ from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
 from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
+from ray_jobs.training.elastic import DRIVER_ID
 from ray_jobs.training.loop import SELECT_SCORE, select_metric_name, train_loop_per_worker, validation_metric_names
 from ray_jobs.training.run_lock import hold_run
 from ray_jobs.training.runtime import init_ray, make_trainer
@@ -45,7 +47,8 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
         init_ray(config)
         log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
         try:
-            result = make_trainer(config, dataset, train_loop_per_worker, run_name,
+            # a new id per driver process: a resume tells a restarted driver from a restarted group
+            result = make_trainer(config, dataset, train_loop_per_worker, run_name, extra={DRIVER_ID: uuid.uuid4().hex},
                                   checkpoint_score=SELECT_SCORE).fit()
         finally:
             console.remove_handler(log_file)

@@ -30,6 +30,7 @@ from ray_jobs.data.collate import Collator
 from ray_jobs.data.ingest import local_shuffle, train_split
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import Predictions, gather, predict
+from ray_jobs.training.elastic import DRIVER_ID, WORLD_SIZE, mapped_skip, resume_record
 from ray_jobs.training.epoch import EpochStats, train_epoch
 from ray_jobs.training.fault_injection import SelfKill
 from ray_jobs.training.progress import EpochProgress
@@ -121,18 +122,21 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             progress = load_sharded(directory, sharded, optimizer)
+        resumed_at = resume_record(progress, world_size, loop_config.get(DRIVER_ID))
         if progress.get("epoch_done", True):
             start_epoch = progress.get("epoch", -1) + 1
-        else:
-            start_epoch, skip = progress["epoch"], progress["step"]
+        else:  # the epoch's position, mapped to this world size (exact on the same one)
+            start_epoch = progress["epoch"]
+            skip = mapped_skip(progress["step"], resumed_at["world_size_before"], world_size)
         best, stopped = progress.get("best"), progress.get("stopped", False)
-        resumed_at = {"epoch": progress.get("epoch", -1) + 1, "step": progress.get("step"),
-                      "epoch_done": progress.get("epoch_done", True)}
         resumes = [*progress.get("resumes", []), resumed_at]
         if "rank_state" in progress:
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
         rank0(rank, f"resumed from checkpoint at epoch {resumed_at['epoch']} step {resumed_at['step']} "
-                   f"({checkpoint.path})")
+                   f"({checkpoint.path}): {resumed_at['reason']}; world size {resumed_at['world_size_before']} "
+                   f"-> {world_size}" + (f", the epoch resumes at step {skip} of {world_size} worker(s)"
+                                         if skip != (resumed_at["step"] or 0) else ""))
+    elastic = {WORLD_SIZE: world_size, DRIVER_ID: loop_config.get(DRIVER_ID)}  # every checkpoint's progress
     model_epoch = start_epoch  # the epoch (1-based) whose end-of-epoch weights the model holds (0: none)
 
     injected_fault = SelfKill(loop_config.get("injected_fault"), rank, resumed=checkpoint is not None)
@@ -152,7 +156,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: UNSCORED,
                                  **stats.metrics(world_size)}, sharded, optimizer,
                                 {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best,
-                                 "resumes": resumes}, rank, {})
+                                 "resumes": resumes, **elastic}, rank, {})
             progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
@@ -178,7 +182,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         f"(best epoch {best['epoch']})")
         save_checkpoint(metrics, sharded, optimizer,
                         {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
-                         "resumes": resumes}, rank, {})
+                         "resumes": resumes, **elastic}, rank, {})
     _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes)
 
 
@@ -189,8 +193,9 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
     split and reports metrics.json + the test predictions in a last, model-less checkpoint.
 
     metrics.json's `resumes` lists each restart the run survived (a worker lost, a driver
-    restarted), with the checkpoint position it resumed from: 1-based epoch, step within it
-    and whether that epoch had ended; [] for an uninterrupted run."""
+    restarted), with the checkpoint position it resumed from (1-based epoch, step within it
+    and whether that epoch had ended), the world size before and after, the time and the
+    reason (`training.elastic.resume_record`); [] for an uninterrupted run."""
     config, spec, rank, device = worker.config, worker.spec, worker.rank, worker.device
     if best is None:
         raise RuntimeError("no epoch was trained (train.epochs 0?)")

@@ -56,7 +56,7 @@ def init_ray(config: JobConfig) -> None:
     if os.environ.get("RAY_ADDRESS"):
         ray.init()
         return
-    needed = config.workers.num_workers * config.workers.cpus_per_worker + 2
+    needed = config.workers.max_workers * config.workers.cpus_per_worker + 2
     start_local_ray(max(os.cpu_count() or 1, int(needed + 0.999)))
 
 
@@ -80,7 +80,9 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
     return TorchTrainer(
         loop,
         train_loop_config=loop_config,
+        # a range [min, max] is Ray Train v2's elastic group (`WorkersConfig`, `training.elastic`)
         scaling_config=ScalingConfig(num_workers=workers.num_workers, use_gpu=workers.use_gpu,
+                                     elastic_resize_monitor_interval_s=workers.resize_interval_s,
                                      placement_strategy=workers.placement_strategy,
                                      resources_per_worker={"CPU": workers.cpus_per_worker,
                                                            **({"GPU": 1} if workers.use_gpu else {})}),

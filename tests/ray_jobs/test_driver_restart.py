@@ -84,3 +84,5 @@ def test_killed_driver_restarted_by_run_name_resumes_and_matches_uninterrupted_r
         assert got["summary"][key] == want["summary"][key], key
     assert json.dumps(got["cells"]) == json.dumps(want["cells"])
     assert want["resumes"] == [] and len(got["resumes"]) == 1, (want["resumes"], got["resumes"])
+    assert "driver restarted" in got["resumes"][0]["reason"], got["resumes"]  # a new driver process
+    assert got["resumes"][0]["world_size_before"] == got["resumes"][0]["world_size_after"] == 2

@@ -56,3 +56,5 @@ def test_killed_worker_resumes_and_matches_uninterrupted_run(trained_run, capfd,
     assert want["resumes"] == [], "an uninterrupted run records no restart"
     assert len(got["resumes"]) == 1 and got["resumes"][0]["epoch"] == 1 and not got["resumes"][0]["epoch_done"]
     assert f"step {got['resumes'][0]['step']} " in resumes[0], (got["resumes"], resumes[0])
+    assert "same size" in got["resumes"][0]["reason"], got["resumes"]  # the same driver, the same 2 workers
+    assert got["resumes"][0]["world_size_before"] == got["resumes"][0]["world_size_after"] == 2

@@ -3,24 +3,14 @@ the same job with both workers on one node of that cluster."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from tests.ray_jobs.cluster_script import run_cluster_script
 
 TOLERANCE = 0.03  # test mean AUC between the 2-node and the 1-node run (shard order may differ)
 
 
 def _runs(tiny_data, tmp_path) -> dict[str, dict]:
-    env = {**os.environ, "RAY_ADDRESS": ""}
-    proc = subprocess.run([sys.executable, "-m", "tests.ray_jobs.multinode_run", str(tiny_data), str(tmp_path / "runs")],
-                          capture_output=True, text=True, timeout=900, env=env)
-    results = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("MULTINODE_RESULT "):
-            _, placement, payload = line.split(" ", 2)
-            results[placement] = json.loads(payload)
-    assert proc.returncode == 0 and len(results) == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results, _ = run_cluster_script("tests.ray_jobs.multinode_run", str(tiny_data), str(tmp_path / "runs"),
+                                    tag="MULTINODE_RESULT", expect=2)
     return results
 
 
