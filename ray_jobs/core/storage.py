@@ -37,9 +37,6 @@ import pyarrow.fs as pafs
 
 from modules.strict import ConfigError
 
-LOCAL_SCHEMES = ("", "file")
-
-
 @dataclass(frozen=True)
 class Location:
     """One file or directory: `filesystem` + `path` on it (prefix-stripped, as pyarrow and Ray
@@ -55,8 +52,8 @@ class Location:
 
     @property
     def is_local(self) -> bool:
-        """True for a plain path or a file:// URI: `local` is then a path `open()` can use."""
-        return self.scheme in LOCAL_SCHEMES
+        """True on the local filesystem (a plain path, file://): `local` is then a path `open()` can use."""
+        return isinstance(self.filesystem, pafs.LocalFileSystem)
 
     @property
     def local(self) -> Path:
