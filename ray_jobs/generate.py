@@ -15,7 +15,7 @@ import time
 from modules.spec import DatasetSpec
 from ray_jobs.core.cli import exit_code, preset_from_args
 from ray_jobs.core.log import logger
-from ray_jobs.core.storage import location
+from ray_jobs.core.storage import local_or_none
 from ray_jobs.data.synthetic import PRESETS, generate
 from ray_jobs.evaluation.metrics import ALL_DOMAINS
 from ray_jobs.evaluation.oracle import ABLATION_FILE, oracle_ablation
@@ -46,12 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         generate(config, args.out)
         logger.info("%s: %d rows, %d domains, %d tasks in %.1fs", args.out, config.rows, len(config.domains),
                     len(config.tasks), time.perf_counter() - start)
-        place = location(args.out, "--out")
-        if not place.is_local:  # the oracle ablation reads local Parquet (evaluation.oracle)
-            logger.info("%s: on storage; the oracle ablation runs on a local copy only", args.out)
-            return
-        out = place.local
-        ablation = oracle_ablation(out, DatasetSpec.load(out), num_resamples=50)
+        out = local_or_none(args.out, "--out")  # the ablation reads local files: none for a data set on storage
+        ablation = oracle_ablation(out, DatasetSpec.load(out), num_resamples=50) if out else None
         if ablation is not None:  # a seesaw preset: what each term is worth, pooled over domains
             ablation.to_csv(out / ABLATION_FILE, index=False)
             print(ablation_table(ablation[ablation["domain"] == ALL_DOMAINS]))

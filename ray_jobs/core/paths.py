@@ -32,7 +32,7 @@ from typing import Callable
 
 from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, with_overrides
-from ray_jobs.core.storage import is_uri, location
+from ray_jobs.core.storage import is_uri, local_path, location
 
 SHARED_DIR_ENV = "SEESAW_SHARED_DIR"
 PATH_KEYS = ("data.path", "runs_dir")
@@ -63,6 +63,14 @@ def connected_cluster_shape() -> ClusterShape | None:
     nodes = [n for n in ray.nodes() if n["Alive"]]
     cpus = next((n["Resources"].get("CPU", 0.0) for n in nodes if n["NodeID"] == node_id), 0.0)
     return ClusterShape(len(nodes), cpus)
+
+
+def local_only(config: JobConfig, what: str) -> JobConfig:
+    """`config` for a job whose code reads and writes its directories as local files (pass-by-pass
+    training, compare, tune): `data.path` and `runs_dir` as plain paths (`storage.local_path`:
+    a file:// URI becomes its path, another storage URI is refused naming the key)."""
+    local = {key: local_path(_get(config, key), key, what) for key in PATH_KEYS if is_uri(_get(config, key))}
+    return with_overrides(config, local, where="paths") if local else config
 
 
 def _get(config: JobConfig, key: str) -> str:

@@ -176,6 +176,25 @@ def location(value: str | os.PathLike | Location, key: str = "path") -> Location
     return Location(pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path.rstrip("/") or path, scheme)
 
 
+def local_or_none(value: str | os.PathLike, key: str = "path") -> Path | None:
+    """The local path of `value` (a plain path or file:// URI); None for remote storage."""
+    place = location(value, key)
+    return place.local if place.is_local else None
+
+
+def local_path(value: str | os.PathLike, key: str, what: str) -> str:
+    """`value` as a plain local path for code that reads and writes local files only (`what`,
+    e.g. "compare"): a plain path unchanged, a file:// URI its path; a ConfigError naming `key`
+    for any other storage URI."""
+    if not is_uri(value):
+        return str(value)
+    place = location(value, key)
+    if not place.is_local:
+        raise ConfigError(f"{key} {str(value)!r}: {what} reads and writes local files only (a directory every "
+                          f"node mounts); storage URIs work for train, evaluate, export and predict")
+    return place.path
+
+
 def arrow_paths(paths: list[str]) -> tuple[pafs.FileSystem | None, list[str]]:
     """(filesystem, paths) for Ray Data / pyarrow readers: (None, paths unchanged) for plain
     local paths (the readers' default handling, as before URIs), else the one filesystem of

@@ -92,3 +92,14 @@ def test_every_entry_point_gets_absolute_paths_and_the_generated_data_lands_ther
     dataset = prepare_dataset(config)
     assert all(Path(f).is_absolute() and Path(f).is_relative_to(tmp_path)
                for split in dataset.splits.values() for f in split.files)
+
+
+def test_jobs_on_local_files_only_take_file_uris_as_paths_and_refuse_other_storage(tmp_path):
+    """compare, tune and pass-by-pass training write local files: a file:// URI becomes its
+    path, a bucket is refused naming the key (never resolved as a local directory 's3:')."""
+    from ray_jobs.core.paths import local_only
+
+    config = local_only(_config(data=f"file://{tmp_path}/d", runs=str(tmp_path / "r")), "compare")
+    assert (config.data.path, config.runs_dir) == (str(tmp_path / "d"), str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match=r"runs_dir 'memory://b/runs': compare reads and writes local files only"):
+        local_only(_config(runs="memory://b/runs"), "compare")
