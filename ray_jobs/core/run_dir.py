@@ -23,9 +23,7 @@ import json
 import posixpath
 from pathlib import Path
 
-import yaml
-
-from modules.strict import ConfigError, from_dict
+from modules.strict import ConfigError, from_dict, parse_yaml
 from ray_jobs.core.config import JobConfig, load_config
 from ray_jobs.core.storage import Location, is_uri, location
 
@@ -68,11 +66,7 @@ def run_job(run: Location) -> JobConfig:
         return load_config(job.local)
     if not job.is_file():
         raise ConfigError(f"{job}: config file not found")
-    try:
-        data = yaml.safe_load(job.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{job}: invalid YAML: {exc}") from exc
-    return from_dict(JobConfig, data, where=str(job))
+    return from_dict(JobConfig, parse_yaml(job.read_text(), str(job)), where=str(job))
 
 
 def run_metrics(run: Location) -> dict:

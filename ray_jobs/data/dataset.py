@@ -8,7 +8,6 @@ sets, yet catches a missing column, a wrong dtype, an id outside its table, a la
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,11 +188,7 @@ def read_spec(root: str | Path | Location) -> DatasetSpec:
     spec_file = place.child(SPEC_FILE)
     if not spec_file.is_file():
         raise ConfigError(f"{spec_file}: spec file not found")
-    try:
-        data = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{spec_file}: not valid JSON: {exc}") from exc
-    return DatasetSpec.from_json_dict(data, where=str(spec_file))
+    return DatasetSpec.from_json_text(spec_file.read_text(), where=str(spec_file))
 
 
 def prepare_dataset(config: "JobConfig") -> Dataset:
