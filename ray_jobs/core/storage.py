@@ -139,8 +139,10 @@ class Location:
         return Path(local_dir)
 
     def copy_file_from(self, local_file: str | Path) -> None:
-        """Copies one local file to this location."""
-        self.write_bytes(Path(local_file).read_bytes())
+        """Copies one local file to this location (streamed, creating the parent directory)."""
+        self.filesystem.create_dir(posixpath.dirname(self._fs_path()), recursive=True)
+        pafs.copy_files(str(Path(local_file).resolve()), self._fs_path(), source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=self.filesystem)
 
 
 def is_uri(value: str | os.PathLike) -> bool:
