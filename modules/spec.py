@@ -138,8 +138,13 @@ class DatasetSpec:
             path = path / SPEC_FILE
         if not path.exists():
             raise ConfigError(f"{path}: spec file not found")
+        return cls.from_json_text(path.read_text(), where=str(path))
+
+    @classmethod
+    def from_json_text(cls, text: str, where: str) -> "DatasetSpec":
+        """Parses spec.json's text (read from any storage); errors name `where`."""
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
-        return cls.from_json_dict(data, where=str(path))
+            raise ConfigError(f"{where}: not valid JSON: {exc}") from exc
+        return cls.from_json_dict(data, where=where)

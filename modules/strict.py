@@ -138,8 +138,13 @@ def read_yaml(path: str | Path, what: str = "config file") -> Any:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: {what} not found")
+    return parse_yaml(path.read_text(), str(path))
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """YAML text (read from any storage) parsed with the safe loader; bad YAML names `where`."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
     return {} if data is None else data

@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from modules.spec import DatasetSpec
 from ray_jobs.core.cli import exit_code, preset_from_args
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import local_or_none
 from ray_jobs.data.synthetic import PRESETS, generate
 from ray_jobs.evaluation.metrics import ALL_DOMAINS
 from ray_jobs.evaluation.oracle import ABLATION_FILE, oracle_ablation
@@ -24,7 +24,7 @@ from ray_jobs.reports.comparison import ablation_table
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--out", required=True, help="output directory (or storage URI: s3://..., file://...)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default="default")
     parser.add_argument("--rows", type=int, help="total rows over all splits")
     parser.add_argument("--seed", type=int)
@@ -46,11 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         generate(config, args.out)
         logger.info("%s: %d rows, %d domains, %d tasks in %.1fs", args.out, config.rows, len(config.domains),
                     len(config.tasks), time.perf_counter() - start)
-        ablation = oracle_ablation(args.out, DatasetSpec.load(args.out), num_resamples=50)
+        out = local_or_none(args.out, "--out")  # the ablation reads local files: none for a data set on storage
+        ablation = oracle_ablation(out, DatasetSpec.load(out), num_resamples=50) if out else None
         if ablation is not None:  # a seesaw preset: what each term is worth, pooled over domains
-            ablation.to_csv(args.out / ABLATION_FILE, index=False)
+            ablation.to_csv(out / ABLATION_FILE, index=False)
             print(ablation_table(ablation[ablation["domain"] == ALL_DOMAINS]))
-            logger.info("per-domain cells: %s", args.out / ABLATION_FILE)
+            logger.info("per-domain cells: %s", out / ABLATION_FILE)
 
     return exit_code(body)
 

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import Location, local_mirror
 
 VERBOSE_ENV = "SEESAW_VERBOSE"
 VERBOSE_FLAG = "--verbose"
@@ -139,6 +140,15 @@ def _quiet_root_console(root: logging.Logger) -> None:
     console.addFilter(lambda record: not record.name.startswith("seesaw"))  # it has its own handler
     console._seesaw_console = True  # type: ignore[attr-defined]
     root.addHandler(console)
+
+
+def publish_logs(run_dir: Location, name: str) -> None:
+    """A run directory on remote storage: uploads the log file `name` this process wrote into
+    its local mirror (`storage.local_mirror`: a FileHandler appends to local files only) to
+    `<run dir>/logs/`; a local run directory already holds it."""
+    source = local_mirror(run_dir) / LOGS_DIR / name
+    if not run_dir.is_local and source.exists():
+        run_dir.child(LOGS_DIR, name).copy_file_from(source)
 
 
 def remove_handler(handler: logging.Handler) -> None:

@@ -16,8 +16,11 @@ So before anything starts (`job_paths`, applied by `core.cli.job_from_args` to e
   and for a one-node cluster; on a cluster that spans (or can grow to) several nodes that path
   exists on the driver's node only, so the job is refused with an error naming the key.
 
-Storage URIs (s3://...) are not supported by the data and run-directory code yet; they are
-refused here with a clear error rather than resolved as a local path.
+A storage URI (`s3://bucket/runs`, `gs://...`, `file:///mnt/runs`) is the same place for every
+node by construction: it is kept as given, once its scheme resolves to a filesystem
+(`core.storage.location`; an unknown scheme is refused here, naming the key). The data and
+run-directory code reads and writes it through `core.storage`, so a multi-node cluster needs
+shared storage, not a shared filesystem.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Callable
 
 from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, with_overrides
+from ray_jobs.core.storage import is_uri, local_path, location
 
 SHARED_DIR_ENV = "SEESAW_SHARED_DIR"
 PATH_KEYS = ("data.path", "runs_dir")
@@ -61,6 +65,14 @@ def connected_cluster_shape() -> ClusterShape | None:
     return ClusterShape(len(nodes), cpus)
 
 
+def local_only(config: JobConfig, what: str) -> JobConfig:
+    """`config` for a job whose code reads and writes its directories as local files (pass-by-pass
+    training, compare, tune): `data.path` and `runs_dir` as plain paths (`storage.local_path`:
+    a file:// URI becomes its path, another storage URI is refused naming the key)."""
+    local = {key: local_path(_get(config, key), key, what) for key in PATH_KEYS if is_uri(_get(config, key))}
+    return with_overrides(config, local, where="paths") if local else config
+
+
 def _get(config: JobConfig, key: str) -> str:
     return config.data.path if key == "data.path" else config.runs_dir
 
@@ -69,8 +81,8 @@ def job_paths(config: JobConfig, cwd: str | Path | None = None,
               cluster: Callable[[], ClusterShape | None] = connected_cluster_shape) -> JobConfig:
     """`config` with `data.path` and `runs_dir` absolute (module docstring for the rules).
 
-    Raises ConfigError for a storage URI, and for a relative path on a cluster that spans
-    several nodes when $SEESAW_SHARED_DIR is unset.
+    Storage URIs are kept. Raises ConfigError for a URI of an unknown scheme, and for a
+    relative path on a cluster that spans several nodes when $SEESAW_SHARED_DIR is unset.
     """
     shared = os.environ.get(SHARED_DIR_ENV)
     if shared and not Path(shared).is_absolute():
@@ -79,9 +91,9 @@ def job_paths(config: JobConfig, cwd: str | Path | None = None,
     resolved, shape = {}, None
     for key in PATH_KEYS:
         value = _get(config, key)
-        if "://" in value:
-            raise ConfigError(f"{key} {value!r}: storage URIs are not supported yet; use a directory every "
-                              f"node mounts (an absolute path)")
+        if is_uri(value):
+            location(value, key)  # the scheme resolves, or a ConfigError naming the key
+            continue
         if Path(value).is_absolute():
             continue
         if not shared:

@@ -21,6 +21,7 @@ from modules.spec import SPEC_FILE, DatasetSpec
 from modules.strict import ConfigError
 from ray_jobs.core.errors import DataError
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import Location, is_uri, location, open_input
 
 if TYPE_CHECKING:
     from ray_jobs.core.config import JobConfig
@@ -37,9 +38,10 @@ class SplitInfo:
 
 
 def split_files(root: str | Path, split: str) -> list[str]:
-    """Sorted Parquet files of one split; an error if there are none."""
-    directory = Path(root) / split
-    files = sorted(str(p) for p in directory.glob("*.parquet"))
+    """Sorted Parquet files of one split (plain paths, or URIs under a URI root); an error if
+    there are none."""
+    directory = location(root).child(split)
+    files = [str(p) for p in directory.files(".parquet")]
     if not files:
         raise DataError(f"{directory}: no Parquet files for split {split!r}")
     return files
@@ -72,7 +74,7 @@ def _value_bounds(spec: DatasetSpec, raw: frozenset[str] = frozenset()) -> dict[
 
 def _scan_row_group(path: str, row_group: int, name: str) -> tuple[int, float | None, float | None]:
     """(nulls, min, max) of a column read from data, for files written without statistics."""
-    column = pq.ParquetFile(path).read_row_group(row_group, columns=[name]).column(name)
+    column = pq.ParquetFile(open_input(path)).read_row_group(row_group, columns=[name]).column(name)
     nulls = column.null_count
     if pa.types.is_list(column.type):
         column = pc.list_flatten(column)
@@ -94,7 +96,7 @@ def validate_file(path: str, spec: DatasetSpec, raw: frozenset[str] = frozenset(
     required; the group and id columns are checked when present, tasks are ignored.
     """
     try:
-        meta = pq.ParquetFile(path).metadata
+        meta = pq.ParquetFile(open_input(path)).metadata
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"{path}: not a readable Parquet file: {exc}") from exc
     if meta.num_rows == 0:
@@ -147,7 +149,7 @@ def _check_float_values(path: str, schema: pa.Schema, dense: tuple[str, ...], la
     floats = [n for n in (*dense, *labels) if pa.types.is_floating(schema.field(n).type)]
     if not floats:
         return
-    table = pq.read_table(path, columns=floats)
+    table = pq.read_table(open_input(path), columns=floats)
     for name in floats:
         column = table.column(name)
         finite = pc.is_finite(column)
@@ -170,24 +172,47 @@ def validate_split(root: str | Path, split: str, spec: DatasetSpec, raw: frozens
 
 @dataclass(frozen=True)
 class Dataset:
-    """A validated data set: its directory, spec and the files + row count of each split."""
+    """A validated data set: its directory (a path or a storage URI), spec and the files + row
+    count of each split."""
 
-    root: Path
+    root: str | Path
     spec: DatasetSpec
     splits: dict[str, SplitInfo]
 
 
+def read_spec(root: str | Path | Location) -> DatasetSpec:
+    """The spec.json of a data set or export directory, local or on storage."""
+    place = location(root)
+    if place.is_local:
+        return DatasetSpec.load(place.local)
+    spec_file = place.child(SPEC_FILE)
+    if not spec_file.is_file():
+        raise ConfigError(f"{spec_file}: spec file not found")
+    return DatasetSpec.from_json_text(spec_file.read_text(), where=str(spec_file))
+
+
 def prepare_dataset(config: "JobConfig") -> Dataset:
-    """Generates the synthetic data set if configured and missing, then validates every split."""
+    """Generates the synthetic data set if configured and missing, then validates every split.
+
+    Generation happens only at a plain local path (the default job's `data/synthetic/default`):
+    a storage URI names data that exists, so a URI without spec.json is an error, never a new
+    synthetic data set in a mistyped bucket path (`python -m ray_jobs.generate --out <uri>`
+    writes one there on purpose).
+    """
     from ray_jobs.data.synthetic import PRESETS, generate  # numpy-heavy; only when generating
 
-    root = Path(config.data.path)
-    if not (root / SPEC_FILE).exists():
+    root = config.data.path
+    if not location(root, "data.path").child(SPEC_FILE).exists():
         if config.data.generate is None:
             raise ConfigError(f"{root}: no data set here ({SPEC_FILE} missing) and data.generate is null")
+        if is_uri(root):
+            raise ConfigError(f"data.path {root!r}: no data set here ({SPEC_FILE} missing); synthetic data is "
+                              f"generated only into a plain local path, never at a storage URI (a mistyped one "
+                              f"would silently become synthetic data): check the URI, or write one there on "
+                              f"purpose with `python -m ray_jobs.generate --out {root}`")
         if config.data.generate not in PRESETS:
             raise ConfigError(f"data.generate: unknown preset {config.data.generate!r}; presets: {sorted(PRESETS)}")
         logger.info("generating synthetic data set %r into %s", config.data.generate, root)
         generate(PRESETS[config.data.generate], root)
-    spec = DatasetSpec.load(root)
+    spec = read_spec(root)
     return Dataset(root, spec, {s: validate_split(root, s, spec) for s in SPLITS})

@@ -33,6 +33,7 @@ import pyarrow.parquet as pq
 
 from modules.spec import PROBABILITY_PREFIX, DatasetSpec, SparseFeature
 from modules.strict import ConfigError, to_dict
+from ray_jobs.core.storage import local_path
 from ray_jobs.data.synthetic import calibrate_bias
 
 MARKER_FILE = "drift.json"
@@ -195,8 +196,9 @@ def day_name(day: int) -> str:
 
 
 def generate(config: DriftConfig, out_dir: str | Path) -> Path:
-    """Writes the stream to `out_dir` (one folder per day) unless it already holds exactly it."""
-    out = Path(out_dir)
+    """Writes the stream to `out_dir` (one folder per day; local: a file:// URI is its path, a
+    bucket is refused) unless it already holds exactly it."""
+    out = Path(local_path(out_dir, "--out", "drift"))
     marker = out / MARKER_FILE
     if marker.exists() and json.loads(marker.read_text()).get("config") == to_dict(config):
         return out

@@ -39,6 +39,7 @@ from ray.data import ExecutionOptions
 
 from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import arrow_paths
 from ray_jobs.data.dataset import SPLITS, Dataset
 
 TRAIN = "train"
@@ -77,8 +78,9 @@ ROWS_PER_BLOCK = 4096  # a split's block count is rows / this (at least one per 
 
 
 def read_parquet(files: list[str], columns: list[str], rows: int | None = None) -> ray.data.Dataset:
-    """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader; given the
-    split's `rows`, in a block count fixed by the data alone (`ROWS_PER_BLOCK`).
+    """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader (`files`: plain
+    paths or URIs of one storage, `core.storage.arrow_paths`); given the split's `rows`, in a
+    block count fixed by the data alone (`ROWS_PER_BLOCK`).
 
     Why a fixed block count: the V1 reader otherwise picks it from the CPUs the cluster has
     free when the read is planned, and the seeded shuffles (`random_shuffle`,
@@ -96,7 +98,8 @@ def read_parquet(files: list[str], columns: list[str], rows: int | None = None) 
     """
     ray.data.DataContext.get_current().use_datasource_v2 = False
     blocks = None if rows is None else max(len(files), -(-rows // ROWS_PER_BLOCK))
-    return ray.data.read_parquet(files, columns=columns, override_num_blocks=blocks)
+    filesystem, paths = arrow_paths(files)  # URIs: their filesystem, handed to every read task
+    return ray.data.read_parquet(paths, columns=columns, override_num_blocks=blocks, filesystem=filesystem)
 
 
 def _read(dataset: Dataset, split: str, max_rows: int) -> ray.data.Dataset:

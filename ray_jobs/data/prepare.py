@@ -29,6 +29,7 @@ from modules.spec import DatasetSpec, SparseFeature
 from modules.strict import to_dict
 from ray_jobs.core.errors import RawDataError
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import local_path
 from ray_jobs.data.dataset import SPLITS
 from ray_jobs.data.readers import Origin, _unify, read_source
 from ray_jobs.data.recipe import (DOMAIN_COLUMN, GROUP_COLUMN, ID_COLUMN, Buckets, DaySplit, DenseSpec, Domain,
@@ -594,7 +595,9 @@ def prepare(recipe: Recipe, out: str | Path, raw_dir: Path | None = None, stream
     """Runs the whole preparation; nothing is written until every split has been encoded.
 
     `streaming`: two bounded-memory passes over record batches instead (`ray_jobs.data.stream`),
-    for logs larger than memory; the output is byte-identical."""
+    for logs larger than memory; the output is byte-identical. `out` is local (a file:// URI is
+    its path; a bucket is refused: prepare locally, then copy the directory there)."""
+    out = local_path(out, "--out", "prepare")
     if streaming:
         from ray_jobs.data.stream import prepare_streaming
 

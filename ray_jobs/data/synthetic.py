@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,7 @@ import pyarrow.parquet as pq
 
 from modules.spec import LOGIT_PREFIX, PROBABILITY_PREFIX, TERM_PREFIX, DatasetSpec, SparseFeature
 from modules.strict import ConfigError, to_dict
+from ray_jobs.core.storage import Location, location
 from ray_jobs.data.dataset import ID_COLUMN, SPLITS
 
 GENERATOR_FILE = "generator.json"  # written last: its presence marks a complete data set
@@ -388,8 +390,9 @@ def _marker(config: GeneratorConfig) -> dict:
 
 
 def is_complete(config: GeneratorConfig, out_dir: str | Path) -> bool:
-    """True when `out_dir` holds a finished data set generated from exactly `config`."""
-    marker = Path(out_dir) / GENERATOR_FILE
+    """True when `out_dir` (a path or a storage URI) holds a finished data set generated from
+    exactly `config`."""
+    marker = location(out_dir).child(GENERATOR_FILE)
     if not marker.exists():
         return False
     try:
@@ -398,13 +401,33 @@ def is_complete(config: GeneratorConfig, out_dir: str | Path) -> bool:
         return False
 
 
-def generate(config: GeneratorConfig, out_dir: str | Path) -> Path:
+def _generate_to_storage(config: GeneratorConfig, place: Location) -> str:
+    """`generate` at a storage URI: written into a local directory, uploaded, the marker last
+    (so an interrupted upload is regenerated, never taken for a finished data set)."""
+    if not is_complete(config, place):
+        for name in (GENERATOR_FILE, *SPLITS):
+            place.child(name).remove()
+        with tempfile.TemporaryDirectory(prefix="seesaw-generate-") as directory:
+            generate(config, directory)
+            marker = Path(directory) / GENERATOR_FILE
+            text = marker.read_text()
+            marker.unlink()
+            place.upload(directory)
+            place.child(GENERATOR_FILE).write_text(text)
+    return str(place)
+
+
+def generate(config: GeneratorConfig, out_dir: str | Path) -> Path | str:
     """Writes the data set to `out_dir` (spec.json, train/valid/test Parquet parts, then
     generator.json) and returns `out_dir`; does nothing when it is already complete for `config`.
 
-    Rows are i.i.d., so contiguous slices are random splits.
+    Rows are i.i.d., so contiguous slices are random splits. A remote storage URI is written
+    through a local directory (`_generate_to_storage`) and returned as the URI.
     """
-    out = Path(out_dir)
+    place = location(out_dir, "--out")
+    if not place.is_local:
+        return _generate_to_storage(config, place)
+    out = place.local
     if is_complete(config, out):
         return out
     out.mkdir(parents=True, exist_ok=True)

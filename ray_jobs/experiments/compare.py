@@ -34,7 +34,9 @@ from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, ModelConfig, load_config
 from sharding.optim import OptimConfig
 from ray_jobs.core.log import logger
+from ray_jobs.core.paths import local_only
 from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE
+from ray_jobs.core.storage import local_path
 from ray_jobs.evaluation.conflict import bucket_aucs
 from ray_jobs.evaluation.metrics import ALL_DOMAINS, bootstrap_ci, cell_metrics
 from ray_jobs.evaluation.oracle import oracle_ablation
@@ -275,7 +277,7 @@ def compare(request: CompareRequest) -> Path:
     """Trains every model on every seed and writes the report directory; returns it."""
     from ray_jobs.data.dataset import prepare_dataset
 
-    base, entries, baseline = request.base, request.entries, request.baseline
+    base, entries, baseline = local_only(request.base, "compare"), request.entries, request.baseline
     labels = [e.label for e in entries]
     if baseline is not None and baseline not in labels:
         raise ConfigError(f"--baseline {baseline!r} is not among the models {labels} (use --baseline none to skip gains)")
@@ -289,7 +291,7 @@ def compare(request: CompareRequest) -> Path:
         unknown = [t for t in request.conflict_tasks if t not in dataset.spec.tasks]
         if unknown:
             raise ConfigError(f"--conflict-tasks: unknown task(s) {unknown}; tasks are {list(dataset.spec.tasks)}")
-    out = Path(request.out)
+    out = Path(local_path(request.out, "--out", "compare"))
     records = train_all(base, entries, request.seeds, prefix=out.name, reuse=request.reuse)
     context = {"command": f"`{request.command}`" if request.command else "-", "data": str(dataset.root),
                "models": ", ".join(_describe(e) for e in entries),

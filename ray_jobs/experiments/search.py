@@ -29,6 +29,8 @@ from modules.strict import ConfigError
 from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, ModelConfig, WorkersConfig, apply_overrides, dump_config
 from ray_jobs.core.log import logger
+from ray_jobs.core.paths import local_only
+from ray_jobs.core.storage import local_path
 from ray_jobs.core.tables import markdown
 from ray_jobs.data.dataset import Dataset, prepare_dataset
 from ray_jobs.training.loop import SELECT_SCORE, train_loop_per_worker
@@ -180,6 +182,9 @@ def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> P
 
     `base.model.arch` is set to the space's ARCH (params reset if it was another model).
     """
+    base = local_only(base, "tune")  # Tune's trials write local files (experiment_dir, trial dirs)
+    if options.storage:
+        options = replace(options, storage=local_path(options.storage, "--storage", "tune"))
     arch, space = load_space(space_path)
     if base.model.arch != arch:
         base = replace(base, model=ModelConfig(arch=arch))

@@ -24,6 +24,7 @@ The export directory:
 from __future__ import annotations
 
 import json
+import posixpath
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,9 +36,10 @@ from torchrec.sparse.jagged_tensor import KeyedJaggedTensor
 from modules.model import SeesawModel
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.core.config import JobConfig, load_config
+from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import logger
-from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE, resolve_checkpoint
+from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE, resolve_checkpoint, run_job, run_metrics
+from ray_jobs.core.storage import Location, is_uri, local_copy, location, staged_dir
 from ray_jobs.data.prepare import MARKER as PREPARE_MARKER
 from sharding.checkpoint import load_sharded
 
@@ -77,7 +79,7 @@ class TrainedModel:
     model: SeesawModel
     config: JobConfig
     spec: DatasetSpec
-    checkpoint: Path
+    checkpoint: str  # the checkpoint directory's path or URI
 
 
 def load_unsharded(checkpoint: str | Path) -> TrainedModel:
@@ -87,13 +89,14 @@ def load_unsharded(checkpoint: str | Path) -> TrainedModel:
     """
     run_dir, checkpoint_dir = resolve_checkpoint(checkpoint)
     for name in (JOB_FILE, METRICS_FILE):
-        if not (run_dir / name).exists():
+        if not run_dir.child(name).exists():
             raise ConfigError(f"{run_dir}: no {name}; export needs a finished run directory")
-    config = load_config(run_dir / JOB_FILE)
-    spec = DatasetSpec.from_json_dict(json.loads((run_dir / METRICS_FILE).read_text())["spec"])
+    config = run_job(run_dir)
+    spec = DatasetSpec.from_json_dict(run_metrics(run_dir)["spec"])
     model = SeesawModel(spec, config.model.arch, config.model.params)
-    load_sharded(checkpoint_dir, model)
-    return TrainedModel(model.eval(), config, spec, checkpoint_dir)
+    with local_copy(checkpoint_dir) as directory:  # on storage: downloaded (DCP reads local files)
+        load_sharded(directory, model)
+    return TrainedModel(model.eval(), config, spec, str(checkpoint_dir))
 
 
 def example_inputs(model: SeesawModel, batch: int = MIN_EXAMPLE_BATCH) -> tuple[torch.Tensor, ...]:
@@ -113,31 +116,41 @@ def export_program(model: SeesawModel) -> torch.export.ExportedProgram:
         return torch.export.export(FlatInputModel(model).eval(), example_inputs(model), dynamic_shapes=shapes)
 
 
-def save_export(model: SeesawModel, out: str | Path, info: dict | None = None, vocab: Path | None = None) -> Path:
-    """Writes `model`'s export directory (module doc); `info` joins export.json, `vocab` (a
-    prepared data set's encoders directory) is copied when given."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    torch.export.save(export_program(model), out / PROGRAM_FILE)
-    model.spec.save(out)
-    (out / EXPORT_FILE).write_text(json.dumps({
-        "kjt_keys": [list(pair) for pair in model.kjt_keys],
-        "tasks": list(model.spec.tasks),
-        "arch": model.arch,
-        "inputs": ["values", "lengths", "dense", "domain"],
-        **(info or {}),
-    }, indent=2) + "\n")
-    if vocab is not None:
-        shutil.copytree(vocab, out / VOCAB_DIR, dirs_exist_ok=True)
-        shutil.copyfile(vocab.parent / PREPARE_MARKER, out / PREPARE_MARKER)
-    return out
+def save_export(model: SeesawModel, out: str | Path, info: dict | None = None,
+                vocab: str | Path | Location | None = None) -> Path | str:
+    """Writes `model`'s export directory (module doc; `out` a path or a storage URI, written
+    locally then uploaded: torch.export.save writes local files); `info` joins export.json,
+    `vocab` (a prepared data set's encoders directory, local or on storage) is copied when
+    given. Returns `out` (a Path for a plain path)."""
+    with staged_dir(out) as directory:
+        torch.export.save(export_program(model), directory / PROGRAM_FILE)
+        model.spec.save(directory)
+        (directory / EXPORT_FILE).write_text(json.dumps({
+            "kjt_keys": [list(pair) for pair in model.kjt_keys],
+            "tasks": list(model.spec.tasks),
+            "arch": model.arch,
+            "inputs": ["values", "lengths", "dense", "domain"],
+            **(info or {}),
+        }, indent=2) + "\n")
+        if vocab is not None:
+            vocab = location(vocab)
+            with local_copy(vocab) as encoders:
+                shutil.copytree(encoders, directory / VOCAB_DIR, dirs_exist_ok=True)
+            (directory / PREPARE_MARKER).write_bytes(_parent(vocab).child(PREPARE_MARKER).read_bytes())
+    return out if is_uri(out) else Path(out)
 
 
-def export_run(checkpoint: str | Path, out: str | Path) -> Path:
-    """Writes the export directory (module doc) of a run's checkpoint; returns it."""
+def _parent(place: Location) -> Location:
+    return Location(place.filesystem, posixpath.dirname(place.path.rstrip("/")), place.scheme)
+
+
+def export_run(checkpoint: str | Path, out: str | Path) -> Path | str:
+    """Writes the export directory (module doc) of a run's checkpoint; returns it (`out`, a
+    path or a storage URI; so may be the run directory and the data set)."""
     trained = load_unsharded(checkpoint)
-    vocab = Path(trained.config.data.path) / VOCAB_DIR
-    prepared = vocab.is_dir() and (vocab.parent / PREPARE_MARKER).exists()
-    save_export(trained.model, out, {"checkpoint": str(trained.checkpoint)}, vocab if prepared else None)
+    data = location(trained.config.data.path, "data.path")
+    vocab = data.child(VOCAB_DIR)
+    prepared = vocab.is_dir() and data.child(PREPARE_MARKER).exists()
+    written = save_export(trained.model, out, {"checkpoint": trained.checkpoint}, vocab if prepared else None)
     logger.info("exported %s (%s) to %s", trained.checkpoint, trained.config.model.arch, out)
-    return Path(out)
+    return written

@@ -27,8 +27,9 @@ from modules.spec import DatasetSpec
 from modules.strict import from_dict
 from ray_jobs.core.errors import DataError
 from ray_jobs.core.log import logger
+from ray_jobs.core.storage import arrow_paths, local_copy, location, open_input
 from ray_jobs.data.collate import flat_features
-from ray_jobs.data.dataset import validate_file
+from ray_jobs.data.dataset import read_spec, validate_file
 from ray_jobs.data.ingest import read_parquet
 from ray_jobs.data.prepare import MARKER as PREPARE_MARKER
 from ray_jobs.data.prepare import Encoders, encode, load_raw
@@ -43,13 +44,12 @@ class ExportedModel:
     """A loaded export directory: the program, its spec and the KJT key order it expects."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        model_dir = Path(model_dir)
-        if not (model_dir / PROGRAM_FILE).exists():
-            raise DataError(f"{model_dir}: no {PROGRAM_FILE}; not an export directory (python -m ray_jobs.export)")
-        self.spec = DatasetSpec.load(model_dir)
-        meta = json.loads((model_dir / EXPORT_FILE).read_text())
-        self.sources = [source for _, source in meta["kjt_keys"]]
-        self.program = torch.export.load(model_dir / PROGRAM_FILE).module()
+        _check_export(model_dir)
+        with local_copy(model_dir) as directory:  # on storage: downloaded (torch.export.load reads a local file)
+            self.spec = DatasetSpec.load(directory)
+            meta = json.loads((directory / EXPORT_FILE).read_text())
+            self.sources = [source for _, source in meta["kjt_keys"]]
+            self.program = torch.export.load(directory / PROGRAM_FILE).module()
 
     @torch.no_grad()
     def probabilities(self, table: pa.Table) -> np.ndarray:
@@ -86,14 +86,18 @@ def encode_raw_log(model_dir: str | Path, raw: str | Path, work_dir: str | Path)
     as the recipe names them, relative paths next to `raw`) with the export's saved encoders,
     exactly as `ray_jobs.prepare` encoded the training rows; returns the Parquet file written
     under `work_dir`. Unseen values get the OOV id, as in preparation."""
-    model_dir, raw = Path(model_dir), Path(raw)
-    marker = model_dir / PREPARE_MARKER
-    if not (model_dir / VOCAB_DIR).is_dir() or not marker.exists():
+    if not location(raw).is_local:
+        raise DataError(f"{raw}: raw logs are read from local paths (the recipe's side tables sit next to the "
+                        f"log); copy it to local disk, or score the encoded Parquet at its URI")
+    model_dir, raw = location(model_dir), location(raw).local
+    marker = model_dir.child(PREPARE_MARKER)
+    if not model_dir.child(VOCAB_DIR).is_dir() or not marker.exists():
         raise DataError(f"{raw}: a raw log, but {model_dir} holds no encoders ({VOCAB_DIR}/, {PREPARE_MARKER}): "
                         "the model was not trained on a prepared data set; pass encoded Parquet instead")
     recipe = from_dict(Recipe, json.loads(marker.read_text())["recipe"], where=str(marker))
     recipe = replace(recipe, log=replace(recipe.log, path=str(raw.resolve())), root=str(raw.resolve().parent))
-    table = encode(load_raw(recipe), recipe, Encoders.load(model_dir / VOCAB_DIR))
+    with local_copy(model_dir.child(VOCAB_DIR)) as vocab:
+        table = encode(load_raw(recipe), recipe, Encoders.load(vocab))
     path = Path(work_dir) / f"{raw.stem}.parquet"
     pq.write_table(table, path)
     return str(path)
@@ -108,21 +112,25 @@ def input_files(model_dir: str | Path, data: str | Path, work_dir: str | Path) -
 
 
 def parquet_files(data: str | Path) -> list[str]:
-    """The Parquet files of `data` (a file, or a directory searched recursively)."""
-    data = Path(data)
-    if data.is_file():
-        return [str(data)]
-    files = sorted(str(p) for p in data.rglob("*.parquet")) if data.is_dir() else []
+    """The Parquet files of `data` (a file, or a directory searched recursively; a path or a URI)."""
+    place = location(data, "--data")
+    if place.is_file():
+        return [str(place)]
+    files = [str(p) for p in place.files(".parquet", recursive=True)]
     if not files:
         raise DataError(f"{data}: no Parquet files to score")
     return files
 
 
+def _check_export(model_dir: str | Path) -> None:
+    if not location(model_dir, "--model").child(PROGRAM_FILE).exists():
+        raise DataError(f"{model_dir}: no {PROGRAM_FILE}; not an export directory (python -m ray_jobs.export)")
+
+
 def validate_inputs(model_dir: str | Path, files: list[str]) -> int:
     """Checks every file like training data (model columns only); returns their row count."""
-    if not (Path(model_dir) / PROGRAM_FILE).exists():
-        raise DataError(f"{model_dir}: no {PROGRAM_FILE}; not an export directory (python -m ray_jobs.export)")
-    spec = DatasetSpec.load(model_dir)
+    _check_export(model_dir)
+    spec = read_spec(model_dir)
     return sum(validate_file(f, spec, labels=False) for f in files)
 
 
@@ -131,13 +139,14 @@ def predict_files(model_dir: str | Path, files: list[str], out: str | Path, batc
     """Validates `files` against the model's spec, scores them into Parquet under `out` with
     Ray Data (joining the running Ray, else starting a local one); returns the rows scored."""
     rows = validate_inputs(model_dir, files)
-    spec = DatasetSpec.load(model_dir)
+    spec = read_spec(model_dir)
     columns = [c for c in (*spec.feature_names, *spec.dense_features, spec.domain_column) if c]
-    if spec.id_column is not None and all(spec.id_column in pq.read_schema(f).names for f in files):
+    if spec.id_column is not None and all(spec.id_column in pq.read_schema(open_input(f)).names for f in files):
         columns.append(spec.id_column)
     dataset = read_parquet(files, columns=list(dict.fromkeys(columns)))
     scored = dataset.map_batches(_Scorer, fn_constructor_args=(str(model_dir),), batch_format="pyarrow",
                                  batch_size=batch_size, concurrency=concurrency)
-    scored.write_parquet(str(out))
+    filesystem, (path,) = arrow_paths([str(out)])  # `out` a path or a storage URI
+    scored.write_parquet(path, filesystem=filesystem)
     logger.info("scored %d rows of %d file(s) into %s", rows, len(files), out)
     return rows

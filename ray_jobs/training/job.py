@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -16,7 +15,9 @@ from modules.strict import ConfigError
 from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
-from ray_jobs.core.run_dir import BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
+from ray_jobs.core.run_dir import (BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE,
+                                   PREDICTIONS_FILE, checkpoint_location, run_location)
+from ray_jobs.core.storage import Location, local_mirror
 from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.training.elastic import DRIVER_ID
@@ -25,8 +26,9 @@ from ray_jobs.training.run_lock import hold_run
 from ray_jobs.training.runtime import init_ray, make_trainer
 
 
-def train(config: JobConfig, run_name: str | None = None) -> Path:
-    """Trains, evaluates on the test split, and returns the run directory.
+def train(config: JobConfig, run_name: str | None = None) -> Path | str:
+    """Trains, evaluates on the test split, and returns the run directory (a Path, or the URI
+    of a run directory on storage: `runs_dir` a URI, `core.storage`).
 
     The run directory (`core.run_dir`) gets metrics.json, the test predictions, job.yaml and
     pointers to the best-validation and the last checkpoint; the console gets the domain x task
@@ -41,37 +43,41 @@ def train(config: JobConfig, run_name: str | None = None) -> Path:
         raise ConfigError(f"train.select_metric {select!r}: no such validation metric; "
                           f"valid: {validation_metric_names(dataset.spec)}")
     run_name = run_name or f"{config.name}-{config.model.arch}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = Path(config.runs_dir).resolve() / run_name
+    run_dir = run_location(config.runs_dir, run_name)
     lock = hold_run(run_dir)  # one driver per run; a rerun of the same name resumes it
     try:
         init_ray(config)
-        log_file = console.log_to_file(run_dir / console.LOGS_DIR / console.DRIVER_LOG)
+        log_file = console.log_to_file(local_mirror(run_dir) / console.LOGS_DIR / console.DRIVER_LOG)
         try:
             # a new id per driver process: a resume tells a restarted driver from a restarted group
             result = make_trainer(config, dataset, train_loop_per_worker, run_name, extra={DRIVER_ID: uuid.uuid4().hex},
                                   checkpoint_score=SELECT_SCORE).fit()
         finally:
             console.remove_handler(log_file)
+            console.publish_logs(run_dir, console.DRIVER_LOG)
         if result.error:
             raise result.error
         _write_run_dir(run_dir, config, result)
     finally:
         lock.release()
-    return run_dir
+    return run_dir.local if not run_dir.scheme else str(run_dir)
 
 
-def _write_run_dir(run_dir: Path, config: JobConfig, result: ray.train.Result) -> None:
+def _write_run_dir(run_dir: Location, config: JobConfig, result: ray.train.Result) -> None:
     """The driver's files of a finished run (`core.run_dir`), and the test table on the console."""
-    with result.checkpoint.as_directory() as checkpoint_dir:
+    with result.checkpoint.as_directory() as checkpoint_dir:  # a local copy when on storage
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
-        shutil.copyfile(Path(checkpoint_dir) / PREDICTIONS_FILE, run_dir / PREDICTIONS_FILE)
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
-    (run_dir / JOB_FILE).write_text(dump_config(config))
-    (run_dir / BEST_CHECKPOINT_FILE).write_text(metrics["summary"]["best_checkpoint"] + "\n")
-    models = [c.path for c, m in result.best_checkpoints if "epoch" in m and "best_checkpoint" not in m]
-    models = [p for p in models if Path(p).exists()]
+        run_dir.child(PREDICTIONS_FILE).copy_file_from(Path(checkpoint_dir) / PREDICTIONS_FILE)
+    best = checkpoint_location(run_dir, metrics["summary"]["best_checkpoint"])
+    metrics["summary"]["best_checkpoint"] = str(best)  # the URI on storage (Ray reports it scheme-less)
+    run_dir.child(METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    run_dir.child(JOB_FILE).write_text(dump_config(config))
+    run_dir.child(BEST_CHECKPOINT_FILE).write_text(f"{best}\n")
+    models = [checkpoint_location(run_dir, c.path) for c, m in result.best_checkpoints
+              if "epoch" in m and "best_checkpoint" not in m]
+    models = [p for p in models if p.exists()]
     if models:  # the last model checkpoint still kept (the results report after it holds no model)
-        (run_dir / LATEST_CHECKPOINT_FILE).write_text(max(models) + "\n")
+        run_dir.child(LATEST_CHECKPOINT_FILE).write_text(f"{max(models, key=lambda p: p.path)}\n")
     logger.info("%s", cells_table(pd.DataFrame(metrics["cells"])))
     summary = metrics["summary"]
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),

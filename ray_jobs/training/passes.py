@@ -42,7 +42,9 @@ from modules.strict import ConfigError
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.errors import DataError
 from ray_jobs.core.log import logger, rank0
+from ray_jobs.core.paths import local_only
 from ray_jobs.core.run_dir import JOB_FILE
+from ray_jobs.core.storage import local_path
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.dataset import Dataset, validate_split
 from ray_jobs.data.ingest import epoch_seed
@@ -283,6 +285,7 @@ def run_passes(config: JobConfig, root: str | Path, run_name: str | None = None,
 
     if config.workers.use_gpu and config.collision:  # fail before starting Ray
         raise ConfigError("collision on GPU is not wired into pass-by-pass training yet (docs/collision.md)")
+    config, root = local_only(config, "pass-by-pass training"), local_path(root, "--passes", "pass-by-pass training")
     dataset = load_passes(root, config)
     days = tuple(dataset.splits)
     init_ray(config)

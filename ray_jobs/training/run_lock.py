@@ -10,7 +10,7 @@ host and start time for the error message. The kernel drops a `flock` when its p
 SIGKILL included, so a dead driver's lock is stale by construction and the next driver takes
 it over atomically (no PID-liveness guess, no race between two drivers taking it over). On a
 shared filesystem `flock` is as good as the filesystem's locks (Linux NFSv4 maps it to NFS
-byte-range locks).
+byte-range locks). A run directory on object storage (s3://, gs://) has no lock (`UnlockedRun`).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from modules.strict import ConfigError
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import DRIVER_LOCK_FILE
+from ray_jobs.core.storage import Location, location
 
 _held: dict[Path, "RunLock"] = {}  # run dir -> this process's lock (re-entrant within a process)
 
@@ -55,11 +56,25 @@ def _owner(path: Path) -> dict:
         return {}
 
 
-def hold_run(run_dir: str | Path) -> RunLock:
+class UnlockedRun:
+    """A run directory on object storage (s3://, gs://): no lock exists there (no flock, no
+    atomic create-if-absent through pyarrow's filesystems), so none is taken; `release` is a no-op."""
+
+    def release(self) -> None:
+        pass
+
+
+def hold_run(run_dir: str | Path | Location) -> RunLock | UnlockedRun:
     """Takes `run_dir`'s driver lock for this process (creating the directory), or raises
     ConfigError naming the driver that holds it. Call `release()` when the run is done; a
-    driver that dies releases it with its process."""
-    run_dir = Path(run_dir).resolve()
+    driver that dies releases it with its process. A run directory on remote storage gets
+    no lock (`UnlockedRun`): two drivers of one run name there are not refused."""
+    place = location(run_dir)
+    if not place.is_local:
+        logger.info("run directory %s is on object storage: no driver lock (one driver per run name is up to "
+                    "you)", place)
+        return UnlockedRun()
+    run_dir = place.local.resolve()
     if run_dir in _held:
         _held[run_dir].depth += 1
         return _held[run_dir]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Callable
 
 import ray
@@ -14,6 +13,7 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from modules.strict import to_dict
 from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig
+from ray_jobs.core.storage import ray_storage
 from ray_jobs.data.dataset import SPLITS, Dataset
 from ray_jobs.data.ingest import ray_datasets, training_ingest
 from ray_jobs.training.fault_injection import from_env as injected_fault_from_env
@@ -73,6 +73,7 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
     (plus always the latest); None keeps the latest ones.
     """
     workers = config.workers
+    storage_path, storage_filesystem = ray_storage(config.runs_dir)
     loop_config = {"job": to_dict(config), "spec": to_dict(dataset.spec),
                    "train_rows": dataset.splits["train"].rows if "train" in dataset.splits else 0,
                    "injected_fault": injected_fault_from_env(),  # chaos testing only; None unless set
@@ -88,7 +89,7 @@ def make_trainer(config: JobConfig, dataset: Dataset, loop: Callable[[dict], Non
                                                            **({"GPU": 1} if workers.use_gpu else {})}),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(Path(config.runs_dir).resolve()),
+            storage_path=storage_path, storage_filesystem=storage_filesystem,  # core.storage: path or URI
             failure_config=FailureConfig(max_failures=workers.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints,
                                                checkpoint_score_attribute=checkpoint_score,

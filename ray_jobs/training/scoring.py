@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,8 @@ import torch.distributed as dist
 
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
-from ray_jobs.core.config import load_config
-from ray_jobs.core.run_dir import JOB_FILE, METRICS_FILE, resolve_checkpoint
+from ray_jobs.core.run_dir import resolve_checkpoint, run_job, run_metrics
+from ray_jobs.core.storage import local_copy
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.dataset import SPLITS, prepare_dataset
 from ray_jobs.data.ingest import evaluation_ingest
@@ -30,7 +29,8 @@ def score_loop_per_worker(loop_config: dict[str, Any]) -> None:
     worker = WorkerContext.from_loop_config(loop_config)
     split = loop_config["split"]
     model, sharded, _ = build_sharded_model(worker.config, worker.spec, worker.device)
-    load_sharded(loop_config["checkpoint"], sharded)
+    with local_copy(loop_config["checkpoint"]) as checkpoint:  # on storage: downloaded (DCP reads local files)
+        load_sharded(checkpoint, sharded)
     collate = Collator(worker.spec, model.kjt_keys)
     predictions = gather(predict(sharded, shard_batches(split, worker.config, collate),
                                  collate.padding_batch(), worker.device))
@@ -44,11 +44,11 @@ def score_checkpoint(checkpoint: str | Path, data: str | None = None, split: str
                      num_workers: int | None = None) -> tuple[dict[str, float], pd.DataFrame]:
     """Scores `split` with the checkpointed model; returns (summary metrics, cells table).
 
-    `checkpoint` is a run directory or one checkpoint directory; `data` another data set with
+    `checkpoint` is a run directory or one checkpoint directory (a path or a storage URI); `data` another data set with
     the same spec (default: the one trained on); `num_workers` any count (default: as trained).
     """
     run_dir, checkpoint_dir = resolve_checkpoint(checkpoint)
-    config = load_config(run_dir / JOB_FILE)
+    config = run_job(run_dir)
     if data is not None:
         config = replace(config, data=replace(config.data, path=data, generate=None))
     if num_workers is not None:
@@ -56,7 +56,7 @@ def score_checkpoint(checkpoint: str | Path, data: str | None = None, split: str
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r}: expected one of {SPLITS}")
     dataset = prepare_dataset(config)
-    trained_spec = json.loads((run_dir / METRICS_FILE).read_text())["spec"]
+    trained_spec = run_metrics(run_dir)["spec"]
     if DatasetSpec.from_json_dict(trained_spec) != dataset.spec:
         raise ConfigError(f"{dataset.root}/spec.json differs from the spec the model in {run_dir} was trained on")
     init_ray(config)

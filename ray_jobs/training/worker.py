@@ -22,7 +22,8 @@ from modules.spec import DatasetSpec
 from modules.strict import from_dict
 from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig
-from ray_jobs.core.run_dir import RESULT_FILE
+from ray_jobs.core.run_dir import RESULT_FILE, run_location
+from ray_jobs.core.storage import local_mirror
 from ray_jobs.data.collate import Collator, FetchCollator
 from sharding.planner import make_topology, plan_sharding
 from sharding.parallel import shard_model
@@ -45,7 +46,8 @@ class WorkerContext:
         this worker's log records go to `<run dir>/logs/worker-<rank>.log` (`core.console`)."""
         config = from_dict(JobConfig, loop_config["job"])
         context = ray.train.get_context()
-        run_dir = Path(config.runs_dir).resolve() / context.get_experiment_name()
+        # a run directory on remote storage: the node's local mirror (`core.storage.local_mirror`)
+        run_dir = local_mirror(run_location(config.runs_dir, context.get_experiment_name()))
         console.log_to_file(run_dir / console.LOGS_DIR / f"worker-{context.get_world_rank()}.log")
         console.quiet_process_logging()
         device = ray.train.torch.get_device() if config.workers.use_gpu else torch.device("cpu")

@@ -64,5 +64,5 @@ def test_test_split_is_scored_with_the_best_validation_epoch(ray_session, uneven
             np.testing.assert_allclose(summary[f"val_auc/{task}"] + summary[f"test_auc/{task}"], 1.0, atol=1e-9)
     # the run directory points evaluate at the chosen checkpoint; the last model is kept apart
     best = (run_dir / BEST_CHECKPOINT_FILE).read_text().strip()
-    assert best == summary["best_checkpoint"] and resolve_checkpoint(run_dir)[1].as_posix() == best
+    assert best == summary["best_checkpoint"] and str(resolve_checkpoint(run_dir)[1]) == best
     assert (run_dir / LATEST_CHECKPOINT_FILE).read_text().strip() != best

@@ -68,9 +68,14 @@ def test_shared_dir_is_where_relative_paths_land_on_any_cluster(tmp_path, monkey
         job_paths(_config(), cluster=lambda: ONE_NODE)
 
 
-def test_storage_uris_are_refused_not_taken_for_local_paths():
-    with pytest.raises(ConfigError, match="runs_dir 's3://bucket/runs': storage URIs are not supported"):
-        job_paths(_config(runs="s3://bucket/runs"), cluster=lambda: ONE_NODE)
+def test_storage_uris_are_kept_on_any_cluster_and_an_unknown_scheme_is_refused_naming_the_key(tmp_path):
+    """A URI means the same place on every node: kept as given even where a relative path is
+    refused (two nodes, no shared dir); a scheme no filesystem resolves fails before anything starts."""
+    uri = f"file://{tmp_path}/runs"
+    config = job_paths(_config(data=f"file://{tmp_path}/data", runs=uri), cluster=lambda: TWO_NODES)
+    assert (config.data.path, config.runs_dir) == (f"file://{tmp_path}/data", uri)
+    with pytest.raises(ConfigError, match=r"runs_dir 'nosuch://bucket/runs': unknown storage scheme 'nosuch'"):
+        job_paths(_config(runs="nosuch://bucket/runs"), cluster=lambda: ONE_NODE)
 
 
 def test_every_entry_point_gets_absolute_paths_and_the_generated_data_lands_there(tmp_path, monkeypatch):
@@ -87,3 +92,14 @@ def test_every_entry_point_gets_absolute_paths_and_the_generated_data_lands_ther
     dataset = prepare_dataset(config)
     assert all(Path(f).is_absolute() and Path(f).is_relative_to(tmp_path)
                for split in dataset.splits.values() for f in split.files)
+
+
+def test_jobs_on_local_files_only_take_file_uris_as_paths_and_refuse_other_storage(tmp_path):
+    """compare, tune and pass-by-pass training write local files: a file:// URI becomes its
+    path, a bucket is refused naming the key (never resolved as a local directory 's3:')."""
+    from ray_jobs.core.paths import local_only
+
+    config = local_only(_config(data=f"file://{tmp_path}/d", runs=str(tmp_path / "r")), "compare")
+    assert (config.data.path, config.runs_dir) == (str(tmp_path / "d"), str(tmp_path / "r"))
+    with pytest.raises(ConfigError, match=r"runs_dir 'memory://b/runs': compare reads and writes local files only"):
+        local_only(_config(runs="memory://b/runs"), "compare")
