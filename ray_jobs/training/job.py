@@ -15,7 +15,8 @@ from modules.strict import ConfigError
 from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
-from ray_jobs.core.run_dir import BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE
+from ray_jobs.core.run_dir import (BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE, PREDICTIONS_FILE,
+                                   TENSORBOARD_DIR)
 from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.training.loop import SELECT_SCORE, select_metric_name, train_loop_per_worker, validation_metric_names
@@ -73,4 +74,4 @@ def _write_run_dir(run_dir: Path, config: JobConfig, result: ray.train.Result) -
     summary = metrics["summary"]
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),
                 cell(summary["test_mean_gauc"]), summary["best_epoch"], summary["epoch"], summary["select_metric"])
-    logger.info("run directory: %s", run_dir)
+    logger.info("run directory: %s (curves: tensorboard --logdir %s)", run_dir, run_dir / TENSORBOARD_DIR)
