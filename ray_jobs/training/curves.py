@@ -13,7 +13,8 @@ start of the run, across epochs; checkpointed, so a resumed run continues the sa
 
 A resumed run (worker or driver restart) opens a new event file in the same directory with
 `purge_step` = the step it resumed from: TensorBoard then drops the steps the lost attempt had
-written past that checkpoint, so the curves show each step once. `read_scalars` reads the
+written past that checkpoint, so the curves show each step once (and, the window being
+checkpointed too, with the uninterrupted run's values). `read_scalars` reads the
 files back without TensorFlow or TensorBoard (tests, reports).
 """
 

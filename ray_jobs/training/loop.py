@@ -146,6 +146,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     metrics: dict[str, Any] = {}
     window = WindowMetrics(spec.tasks, config.train.log_every) if rank == 0 else None  # rank 0's batches
+    if window is not None and checkpoint is not None:
+        window.load(progress.get("window"))  # the window of the checkpointed step: resumed curves are exact
     curves = Curves(worker.run_dir, rank, purge_step=global_step)
     for epoch in range(start_epoch, config.train.epochs):
         if stopped:
@@ -161,7 +163,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: UNSCORED,
                                  **stats.metrics(world_size)}, sharded, optimizer,
                                 {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best,
-                                 "resumes": resumes, "global_step": step0 + stats.position}, rank, {})
+                                 "resumes": resumes, "global_step": step0 + stats.position,
+                                 "window": window.state() if window is not None else None}, rank, {})
             progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
             if window is not None and stats.position % config.train.log_every == 0:
                 curves.train(step0 + stats.position, window.compute(), spec.tasks,
@@ -197,7 +200,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         f"(best epoch {best['epoch']})")
         save_checkpoint(metrics, sharded, optimizer,
                         {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
-                         "resumes": resumes, "global_step": global_step}, rank, {})
+                         "resumes": resumes, "global_step": global_step,
+                         "window": window.state() if window is not None else None}, rank, {})
     curves.close()
     _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes)
 

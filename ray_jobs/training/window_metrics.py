@@ -13,8 +13,15 @@ per-task Python (tasks as dicts of [B] tensors, a deque of states per window sta
 this 2-core machine (1 thread, 2 tasks, 512 rows, after warm-up): NE + calibration update
 0.65-2.9 ms per step fused (FUSED_TASKS_COMPUTATION), 0.9-10 ms unfused, 0.13-0.37 ms with
 `fused_update_limit=10` (which then moves its window in chunks of 10 batches); the ring here
-costs 0.04-0.05 ms, against a 10-17 ms train step. Their window is also counted in samples
-divided by the world size, not in batches.
+costs 0.04-0.05 ms on the same synthetic tensors, against a 10-17 ms train step. Their window is
+also counted in samples divided by the world size, not in batches, and their state is not in our
+checkpoints; this ring is (`state`/`load`), so a resumed run's curves are the uninterrupted run's.
+
+In the train step (the sharded PEPNet / SharedBottom step of `benchmarks.step_breakdown`,
+tiny synthetic data, batch 512, 1 thread, with and without the window interleaved over 7 rounds,
+on this 2-core machine at load 25-60): `update` 0.20-0.32 ms per step (median), compute +
+TensorBoard write 2.1 ms per 50 steps, i.e. 1-3% of a 7-31 ms step; the steps' own with/without
+ratio (x0.87-x1.27) was machine noise, larger than the effect.
 
 Rank 0 reports its own shard's window (no collective in the step loop): the rows of an epoch are
 shuffled across workers, so one worker's window estimates the global one.
@@ -69,8 +76,24 @@ class WindowMetrics:
         row = torch.stack([*(ne[name] for name in _STATES[:-1]), num])  # [S, T]
         if self._ring is None:
             self._ring = torch.zeros(self.window, *row.shape, dtype=torch.float64, device=row.device)
+        elif self._ring.device != row.device:  # loaded from a checkpoint on the CPU
+            self._ring = self._ring.to(row.device)
         self._ring[self._steps % self.window] = row
         self._steps += 1
+
+    def state(self) -> dict | None:
+        """The ring as JSON (a checkpoint's progress), so that a resumed run's window is the
+        uninterrupted run's; None when empty."""
+        if self._ring is None:
+            return None
+        return {"window": self.window, "steps": self._steps, "ring": self._ring.cpu().tolist()}
+
+    def load(self, state: dict | None) -> None:
+        """Back to a `state()`; None (or a ring of another window length): starts empty."""
+        if state is None or state.get("window") != self.window:
+            self._ring, self._steps = None, 0
+            return
+        self._ring, self._steps = torch.tensor(state["ring"], dtype=torch.float64), int(state["steps"])
 
     @property
     def steps(self) -> int:

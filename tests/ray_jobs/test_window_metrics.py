@@ -77,6 +77,24 @@ def test_step_output_logits_give_the_same_figures_and_flat_keys():
     assert window.format().startswith("NE ") and " cal " in window.format()
 
 
+def test_a_resumed_window_continues_the_uninterrupted_one():
+    """`state()` goes into a checkpoint's progress JSON; `load` of it gives the same next figures."""
+    import json
+
+    steps = _steps(5)
+    uninterrupted, resumed = WindowMetrics(TASKS, window=3), WindowMetrics(TASKS, window=3)
+    tensors = [tuple(torch.from_numpy(a) for a in step) for step in steps]
+    for step in tensors[:4]:
+        uninterrupted.update_tensors(*step)
+    resumed.load(json.loads(json.dumps(uninterrupted.state())))
+    for window in (uninterrupted, resumed):
+        window.update_tensors(*tensors[4])
+    assert resumed.compute() == uninterrupted.compute()
+    other = WindowMetrics(TASKS, window=2)  # another train.log_every: the old ring does not fit
+    other.load(uninterrupted.state())
+    assert other.steps == 0 and other.compute() == {}
+
+
 def test_bad_input_is_named():
     with pytest.raises(ValueError, match="window must be >= 1"):
         WindowMetrics(TASKS, window=0)
