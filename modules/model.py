@@ -54,13 +54,17 @@ class StepOutput:
 
     Attributes:
         logits: [B, T]; task_losses: [T] weighted-mean BCE per task; aux_loss: scalar;
-        telemetry: architecture statistics (e.g. expert load).
+        telemetry: architecture statistics (e.g. expert load); labels: [B, T] and weight: [B]
+        of the batch (0 for padding rows), for the training loop's windowed NE and calibration
+        (the pipelined step hands back only this output, not the batch).
     """
 
     logits: torch.Tensor
     task_losses: torch.Tensor
     aux_loss: torch.Tensor
     telemetry: dict[str, torch.Tensor] = field(default_factory=dict)
+    labels: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
 
 
 def multitask_loss(out: ArchOutput, labels: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,7 +135,7 @@ def step_output(out: ArchOutput, labels: torch.Tensor, weight: torch.Tensor) -> 
     loss, task_losses = multitask_loss(out, labels, weight)
     aux = out.aux_loss.detach() if out.aux_loss is not None else torch.zeros((), device=loss.device)
     return loss, StepOutput(out.logits.detach(), task_losses.detach(), aux,
-                            {k: v.detach() for k, v in out.telemetry.items()})
+                            {k: v.detach() for k, v in out.telemetry.items()}, labels.detach(), weight.detach())
 
 
 # a leaf of fx traces: it iterates the telemetry dict and tests aux_loss for None, which a Proxy

@@ -15,6 +15,8 @@ what the driver adds when the run ends:
     best_checkpoint            path of the best-validation epoch's checkpoint (train.select_metric):
                                the model that scored the test split; evaluate uses it
     driver.lock                the running driver's PID/host (`training.run_lock`; empty when none)
+    tensorboard/               rank 0's TensorBoard event files: training and validation curves
+                               (`training.curves`; `tensorboard --logdir <run dir>/tensorboard`)
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ LATEST_CHECKPOINT_FILE = "latest_checkpoint"
 BEST_CHECKPOINT_FILE = "best_checkpoint"
 DRIVER_LOCK_FILE = "driver.lock"
 RESULT_FILE = "result.json"  # a worker group's JSON payload, carried back in a small checkpoint
+TENSORBOARD_DIR = "tensorboard"
 DCP_METADATA_FILE = ".metadata"  # torch.distributed.checkpoint's marker of a checkpoint directory
 
 

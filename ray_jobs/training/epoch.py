@@ -20,6 +20,7 @@ from torchrec.distributed.train_pipeline import TrainPipelineSparseDist
 from modules.batch import Batch
 from modules.model import StepOutput
 from ray_jobs.training.lockstep import lockstep
+from ray_jobs.training.window_metrics import WindowMetrics
 
 
 @dataclass
@@ -141,11 +142,12 @@ def _steps(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: It
 def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[Batch],
                 device: torch.device, max_steps: int | None = None,
                 on_step: Callable[[EpochStats], None] | None = None, skip: int = 0,
-                autocast: bool = False, pipelined: bool = True) -> EpochStats:
+                autocast: bool = False, pipelined: bool = True, window: WindowMetrics | None = None) -> EpochStats:
     """One pass over `batches` in lockstep with the other workers; returns its timing.
 
     `skip` batches are consumed untrained first (a resumed epoch's already-trained part);
     `max_steps` counts them too. `autocast`: bf16 autocast of the forward (see `_steps`).
+    `window`: each step's output is added to it (windowed NE and calibration), before `on_step`.
     """
     model.train()
     stats = EpochStats()
@@ -176,6 +178,8 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batche
                 stats.telemetry_sum[name] = stats.telemetry_sum[name] + value if name in stats.telemetry_sum else value
             stats.steps += 1
             stats.batch_rows.append(int(out.logits.shape[0]))
+            if window is not None:
+                window.update(out)
             if on_step is not None:
                 on_step(stats)
             if max_steps and skip + stats.steps >= max_steps:

@@ -16,7 +16,7 @@ from ray_jobs.core import console
 from ray_jobs.core.config import JobConfig, dump_config
 from ray_jobs.core.log import logger
 from ray_jobs.core.run_dir import (BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKPOINT_FILE, METRICS_FILE,
-                                   PREDICTIONS_FILE, checkpoint_location, run_location)
+                                   PREDICTIONS_FILE, TENSORBOARD_DIR, checkpoint_location, run_location)
 from ray_jobs.core.storage import Location, local_mirror
 from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.data.dataset import prepare_dataset
@@ -82,4 +82,4 @@ def _write_run_dir(run_dir: Location, config: JobConfig, result: ray.train.Resul
     summary = metrics["summary"]
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),
                 cell(summary["test_mean_gauc"]), summary["best_epoch"], summary["epoch"], summary["select_metric"])
-    logger.info("run directory: %s", run_dir)
+    logger.info("run directory: %s (curves: tensorboard --logdir %s)", run_dir, run_dir.child(TENSORBOARD_DIR))

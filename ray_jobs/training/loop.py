@@ -6,7 +6,10 @@ row-wise Adagrad on the tables, Adam on the dense part), streams its Ray Data sh
 the vectorised collate in lockstep with the other workers, evaluates on the validation split
 each epoch (predictions gathered from all workers), and reports metrics plus a sharded DCP
 checkpoint to Ray Train. After the last epoch (or early stopping) it scores the test split the
-same way with the best epoch's model (`train.select_metric`).
+same way with the best epoch's model (`train.select_metric`). Rank 0 keeps per-task NE and
+calibration over the last `train.log_every` batches (`window_metrics`; on its bar, in each epoch's
+line and report) and writes the training and validation curves to `<run dir>/tensorboard/`
+(`curves`).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ from ray_jobs.core.tables import cell
 from ray_jobs.core.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.ingest import local_shuffle, train_split
+from ray_jobs.training.curves import Curves
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import Predictions, gather, predict
 from ray_jobs.training.elastic import DRIVER_ID, WORLD_SIZE, mapped_skip, resume_record
 from ray_jobs.training.epoch import EpochStats, train_epoch
 from ray_jobs.training.fault_injection import SelfKill
 from ray_jobs.training.progress import EpochProgress
+from ray_jobs.training.window_metrics import WindowMetrics
 from ray_jobs.training.worker import WorkerContext, build_sharded_model, json_default, shard_batches, worker_nodes
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
@@ -115,7 +120,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     pad = collate.padding_batch()
     select = select_metric_name(config, spec)
 
-    start_epoch, skip, stopped = 0, 0, False
+    start_epoch, skip, stopped, global_step = 0, 0, False, 0
     best: dict[str, Any] | None = None  # {"epoch": 1-based, "score": float}
     resumes: list[dict[str, Any]] = []  # where each restart (worker or driver) picked the run up
     checkpoint = ray.train.get_checkpoint()
@@ -129,6 +134,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
             start_epoch = progress["epoch"]
             skip = mapped_skip(progress["step"], resumed_at["world_size_before"], world_size)
         best, stopped = progress.get("best"), progress.get("stopped", False)
+        global_step = progress.get("global_step", 0)  # batches trained since the run began (the curves' axis)
         resumes = [*progress.get("resumes", []), resumed_at]
         if "rank_state" in progress:
             torch.set_rng_state(torch.tensor(progress["rank_state"]["torch_rng"], dtype=torch.uint8))
@@ -143,12 +149,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_rows = loop_config.get("train_rows", 0)
     steps_hint = max(1, train_rows // (config.data.batch_size * world_size))
     metrics: dict[str, Any] = {}
+    window = WindowMetrics(spec.tasks, config.train.log_every) if rank == 0 else None  # rank 0's batches
+    if window is not None and checkpoint is not None:
+        window.load(progress.get("window"))  # the window of the checkpointed step: resumed curves are exact
+    curves = Curves(worker.run_dir, rank, purge_step=global_step)
     for epoch in range(start_epoch, config.train.epochs):
         if stopped:
             break
 
         progress = EpochProgress(rank, epoch, config.train.epochs, min(steps_hint, config.train.max_steps_per_epoch or steps_hint),
-                                 spec.tasks, world_size, config.train.log_every)
+                                 spec.tasks, world_size, config.train.log_every, window)
+        step0 = global_step - (skip if epoch == start_epoch else 0)  # the run's step before this epoch's first batch
 
         def on_step(stats: EpochStats) -> None:
             every = config.train.checkpoint_every_steps
@@ -156,33 +167,46 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                 save_checkpoint({"epoch": epoch + 1, "step": stats.position, SELECT_SCORE: UNSCORED,
                                  **stats.metrics(world_size)}, sharded, optimizer,
                                 {"epoch": epoch, "step": stats.position, "epoch_done": False, "best": best,
-                                 "resumes": resumes, **elastic}, rank, {})
+                                 "resumes": resumes, **elastic, "global_step": step0 + stats.position,
+                                 "window": window.state() if window is not None else None}, rank, {})
             progress.step(stats)  # rank 0's bar; the full line every log_every steps goes to its log file
+            if window is not None and stats.position % config.train.log_every == 0:
+                curves.train(step0 + stats.position, window.compute(), spec.tasks,
+                             stats.metrics(world_size)["train_samples_per_s"])
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
         batches = shard_batches(train_split(config, epoch), config, collate,
                                 local_shuffle(config, train_rows, epoch, rank))
         stats = train_epoch(sharded, optimizer, batches, device, config.train.max_steps_per_epoch, on_step,
-                            skip=skip if epoch == start_epoch else 0, autocast=config.train.dense_autocast)
+                            skip=skip if epoch == start_epoch else 0, autocast=config.train.dense_autocast,
+                            window=window)
         progress.close(stats)
+        global_step = step0 + stats.position
         model_epoch = epoch + 1
         valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
         metrics, _ = _flat_metrics("val", valid, spec)
         metrics.update(epoch=epoch + 1, epoch_end=True, **stats.metrics(world_size))
+        if window is not None:  # rank 0's: Ray Train keeps rank 0's report
+            metrics.update(window.as_metrics())
         score = select_score(metrics, select)
         if _better(score, best):
             best = {"epoch": epoch + 1, "score": score}
         stopped = config.train.patience is not None and epoch + 1 - best["epoch"] >= config.train.patience
         metrics.update({SELECT_SCORE: UNSCORED if math.isnan(score) else score, "best_epoch": best["epoch"]})
-        rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s) | %s %s, best epoch %d", epoch + 1,
+        rank0(rank, "epoch %d: val mean AUC %s mean GAUC %s (%s samples/s) | %s %s, best epoch %d%s", epoch + 1,
               cell(metrics["val_mean_auc"]), cell(metrics["val_mean_gauc"]), f"{metrics['train_samples_per_s']:,.0f}",
-              select, cell(metrics[select]), best["epoch"])
+              select, cell(metrics[select]), best["epoch"], f" | train {window.format()}" if window and window.steps else "")
+        if window is not None and stats.position % config.train.log_every:  # the epoch's last point, unless on_step wrote it
+            curves.train(global_step, window.compute(), spec.tasks, metrics["train_samples_per_s"])
+        curves.validation(global_step, epoch + 1, metrics)
         if stopped and epoch + 1 < config.train.epochs:
             rank0(rank, f"early stop: {config.train.patience} epoch(s) without a better {select} "
                         f"(best epoch {best['epoch']})")
         save_checkpoint(metrics, sharded, optimizer,
                         {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
-                         "resumes": resumes, **elastic}, rank, {})
+                         "resumes": resumes, **elastic, "global_step": global_step,
+                         "window": window.state() if window is not None else None}, rank, {})
+    curves.close()
     _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes)
 
 

@@ -1,4 +1,5 @@
-"""Rank 0's progress bar: steps, samples/s, ETA and the per-task losses of the running epoch.
+"""Rank 0's progress bar: steps, samples/s, ETA, the per-task losses of the running epoch and
+the windowed per-task NE and calibration (`window_metrics`).
 
 The bar is Ray's `tqdm_ray`: the worker sends its state through its stdout and the driver draws
 one real tqdm bar from it (a plain tqdm in a worker would print a new line per refresh). The
@@ -14,6 +15,7 @@ from typing import Sequence
 from ray.experimental.tqdm_ray import tqdm
 
 from ray_jobs.training.epoch import EpochStats
+from ray_jobs.training.window_metrics import WindowMetrics
 
 # A logger of its own, not propagating to `seesaw` (whose handler prints): the file only.
 file_log = logging.getLogger("seesaw_progress")
@@ -23,12 +25,12 @@ class EpochProgress:
     """One epoch's bar on rank 0 (a no-op on the other ranks).
 
     `total_steps`: the expected number of steps (the split's rows / global batch, or
-    max_steps_per_epoch); a hint for the ETA only.
+    max_steps_per_epoch); a hint for the ETA only. `window`: its NE and calibration end the bar.
     """
 
     def __init__(self, rank: int, epoch: int, epochs: int, total_steps: int, tasks: Sequence[str],
-                 world_size: int, log_every: int) -> None:
-        self._on = rank == 0
+                 world_size: int, log_every: int, window: WindowMetrics | None = None) -> None:
+        self._on, self._window = rank == 0, window
         self._epoch, self._epochs, self._tasks = epoch, epochs, list(tasks)
         self._world_size, self._log_every = world_size, max(1, log_every)
         self._bar = tqdm(desc=self._desc(None), total=total_steps, unit="step") if self._on else None
@@ -39,7 +41,8 @@ class EpochProgress:
             return head
         m = stats.metrics(self._world_size)
         losses = " ".join(f"{t} {v:.3f}" for t, v in zip(self._tasks, stats.mean_task_losses()))
-        return f"{head} | {m['train_samples_per_s']:,.0f} samples/s | loss {losses}"
+        window = f" | {self._window.format()}" if self._window is not None and self._window.steps else ""
+        return f"{head} | {m['train_samples_per_s']:,.0f} samples/s | loss {losses}{window}"
 
     def step(self, stats: EpochStats) -> None:
         """After each step: the bar moves; every `log_every` steps the full line goes to the log file."""

@@ -32,13 +32,15 @@ from sharding.preview import format_preview, summarize_plan
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """What every worker loop starts from: its job, the data set spec, rank, world size, device."""
+    """What every worker loop starts from: its job, the data set spec, rank, world size, device
+    and the run directory (`<runs_dir>/<run name>`: logs, TensorBoard curves)."""
 
     config: JobConfig
     spec: DatasetSpec
     rank: int
     world_size: int
     device: torch.device
+    run_dir: Path
 
     @staticmethod
     def from_loop_config(loop_config: dict[str, Any]) -> "WorkerContext":
@@ -52,7 +54,7 @@ class WorkerContext:
         console.quiet_process_logging()
         device = ray.train.torch.get_device() if config.workers.use_gpu else torch.device("cpu")
         return WorkerContext(config, DatasetSpec.from_json_dict(loop_config["spec"]), context.get_world_rank(),
-                             context.get_world_size(), device)
+                             context.get_world_size(), device, run_dir)
 
 
 def shard_batches(split: str, config: JobConfig, collate: Collator,

@@ -14,6 +14,8 @@ from modules.spec import DatasetSpec
 from ray_jobs.training.scoring import score_checkpoint as evaluate
 from ray_jobs.core.run_dir import PREDICTIONS_FILE
 from ray_jobs.evaluation.predictions import Predictions
+from ray_jobs.core.run_dir import TENSORBOARD_DIR
+from ray_jobs.training.curves import read_scalars
 
 
 def test_train_learns_and_writes_run_dir(trained_run):
@@ -47,6 +49,35 @@ def test_train_learns_and_writes_run_dir(trained_run):
     assert [by_id[i] for i in predictions.sample_id[:200].tolist()] == predictions.labels[:200, click].tolist()
     np.testing.assert_allclose(roc_auc_score(predictions.labels[:, click], predictions.probs[:, click]),
                                cells[("all", "click")]["auc"], rtol=1e-9)
+
+
+def test_tensorboard_curves_hold_each_epochs_validation_and_the_training_window(trained_run):
+    """Rank 0 alone writes `<run dir>/tensorboard/`: one event file for an uninterrupted 2-worker
+    run; its validation scalars of the best epoch are metrics.json's (float32 in the file), and the
+    windowed training NE / calibration are there every `train.log_every` steps for every task."""
+    config, run_dir = trained_run
+    files = list((run_dir / TENSORBOARD_DIR).glob("events.out.tfevents.*"))
+    assert len(files) == 1, files
+    scalars = read_scalars(run_dir / TENSORBOARD_DIR)
+    summary = json.loads((run_dir / "metrics.json").read_text())["summary"]
+    spec = DatasetSpec.load(Path(config.data.path))
+    epochs = [int(v) for _, v in scalars["epoch"]]
+    assert epochs == list(range(1, config.train.epochs + 1))
+    best = epochs.index(summary["best_epoch"])
+    for key in ["val_mean_auc", "val_mean_logloss", *(f"val_auc/{t}" for t in spec.tasks)]:
+        values = scalars[f"val/{key[len('val_'):]}"]
+        assert len(values) == config.train.epochs, key
+        np.testing.assert_allclose(values[best][1], summary[key], rtol=1e-6, err_msg=key)
+    every = config.train.log_every
+    for task in spec.tasks:
+        ne, cal = scalars[f"train/ne/{task}"], scalars[f"train/calibration/{task}"]
+        steps = [s for s, _ in ne]  # every log_every steps of an epoch, and at each epoch's end
+        assert steps[0] == every and steps == sorted(set(steps)) and len(steps) >= config.train.epochs
+        assert all(0 < v < 10 for _, v in ne) and all(v > 0 for _, v in cal), (task, ne, cal)
+        # the epoch's report (metrics.json) holds the window at the end of the epoch: the last point of it
+        epoch_end = scalars["epoch"][best][0]
+        at_end = [v for s, v in ne if s == epoch_end]
+        np.testing.assert_allclose(at_end, [summary[f"train_window_ne/{task}"]], rtol=1e-6)
 
 
 def test_evaluate_reproduces_on_another_worker_count(trained_run):

@@ -29,6 +29,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
+from ray_jobs.core.run_dir import TENSORBOARD_DIR
+from ray_jobs.training.curves import read_scalars
 from ray_jobs.training.fault_injection import ENV_VAR
 from ray_jobs.training.job import train as run
 
@@ -54,6 +56,13 @@ def test_killed_worker_resumes_and_matches_uninterrupted_run(trained_run, capfd,
         assert got["summary"][key] == want["summary"][key], key
     assert json.dumps(got["cells"]) == json.dumps(want["cells"])  # every domain x task cell (NaN-safe)
     assert want["resumes"] == [], "an uninterrupted run records no restart"
+    # the curves: the restarted group appends an event file of its own; the training axis (global
+    # step) and the window (its ring) are checkpointed, so every curve but the throughput is the
+    # uninterrupted run's, step for step
+    got_curves, want_curves = read_scalars(interrupted / TENSORBOARD_DIR), read_scalars(uninterrupted / TENSORBOARD_DIR)
+    assert len(list((interrupted / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
+    for tag in ("val/mean_auc", "val/auc/click", "train/ne/click", "train/calibration/like", "train/loss"):
+        assert got_curves[tag] == want_curves[tag], tag
     assert len(got["resumes"]) == 1 and got["resumes"][0]["epoch"] == 1 and not got["resumes"][0]["epoch_done"]
     assert f"step {got['resumes'][0]['step']} " in resumes[0], (got["resumes"], resumes[0])
     assert "same size" in got["resumes"][0]["reason"], got["resumes"]  # the same driver, the same 2 workers
