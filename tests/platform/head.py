@@ -72,12 +72,14 @@ def _environment(token: str) -> dict[str, str]:
 
 
 @contextmanager
-def local_head(num_cpus: float = 4, autoscaling: Callable[[str], dict] | None = None, attempts: int = 3
-               ) -> Iterator[Head]:
+def local_head(num_cpus: float = 4, autoscaling: Callable[[str], dict] | None = None, attempts: int = 3,
+               env: dict[str, str] | None = None) -> Iterator[Head]:
     """Starts a head with the dashboard and job server; yields it; stops it and what it started.
 
     `autoscaling(gcs_address)`: the autoscaler config the head runs with (Ray's fake multi-node
     provider: RAY_FAKE_CLUSTER=1; the worker nodes it launches are processes of this machine).
+    `env`: extra environment of the head's processes (e.g. the autoscaler's
+    AUTOSCALER_UPDATE_INTERVAL_S); its clients get it too.
 
     A start is retried: on a loaded machine the dashboard agent can take longer than the 15 s
     that Ray 2.60's raylet waits for its port file, and the raylet then aborts
@@ -85,7 +87,7 @@ def local_head(num_cpus: float = 4, autoscaling: Callable[[str], dict] | None = 
     """
     failures = []
     for _ in range(attempts):
-        head = _start(num_cpus, autoscaling)
+        head = _start(num_cpus, autoscaling, env or {})
         try:
             _wait_until_ready(head)
         except (RuntimeError, TimeoutError) as exc:
@@ -100,10 +102,10 @@ def local_head(num_cpus: float = 4, autoscaling: Callable[[str], dict] | None = 
     raise RuntimeError(f"no Ray head after {attempts} starts:\n" + "\n---\n".join(failures))
 
 
-def _start(num_cpus: float, autoscaling: Callable[[str], dict] | None) -> Head:
+def _start(num_cpus: float, autoscaling: Callable[[str], dict] | None, extra_env: dict[str, str]) -> Head:
     temp_dir = Path(tempfile.mkdtemp(prefix="rh", dir="/tmp"))  # short: Ray's socket paths have a length limit
     gcs, dashboard, agent_http, agent_grpc, runtime_env, metrics, client, node_manager, object_manager = free_ports(9)
-    env = _environment(uuid.uuid4().hex)
+    env = {**_environment(uuid.uuid4().hex), **extra_env}
     extra_args = []
     if autoscaling is not None:
         config = temp_dir / "autoscaling.yaml"
