@@ -97,7 +97,9 @@ def test_config_typos_and_wrong_types(tmp_path):
     with pytest.raises(ConfigError, match=r"job.yaml.train: unknown key\(s\) \['epocs'\]"):
         load_config(path)
     path.write_text("workers:\n  num_workers: two\n")
-    with pytest.raises(ConfigError, match=r"workers.num_workers: expected an integer, got 'two'"):
+    # a count or a [min, max] range (elastic workers): the error names the key, the value and both forms
+    with pytest.raises(ConfigError, match=r"job.yaml.workers.num_workers: 'two' matches none of int \| tuple\[int, \.\.\.\] "
+                                          r"\(expected an integer, got 'two'; expected a list, got 'two'\)"):
         load_config(path)
     path.write_text("model:\n  arch: pepnet\n  params: {gama: 2}\n")
     from modules.dense.registry import parse_arch_config
