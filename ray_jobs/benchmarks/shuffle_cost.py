@@ -6,7 +6,8 @@ local shuffle buffer, the train loop's collate) in this process, 1 consumer, and
 samples/s over all epochs (the shuffle's execution included) and the time to the first batch
 of an epoch. Then iterates the validation split once per epoch, read from Parquet each time
 vs materialised once (`data.in_memory_max_rows`). Same process, same run: ratios compare.
-The modes run in `--repeats` interleaved rounds (none, local, full, none, ...); each mode's
+The modes (and the full shuffle in the old 4,096-row blocks) run in `--repeats` interleaved
+rounds (none, local, full, full in small blocks, none, ...); each mode's
 row is its fastest round, with the slowest beside it: the first round also pays Ray Data's
 warm-up (worker processes, file cache), and a shared machine's load moves within minutes.
 
@@ -29,6 +30,7 @@ from ray_jobs.core.config import DataConfig, JobConfig, TrainConfig
 from ray_jobs.core.tables import markdown
 from ray_jobs.data.collate import Collator, FetchCollator
 from ray_jobs.data.dataset import Dataset, prepare_dataset
+from ray_jobs.data import ingest
 from ray_jobs.data.ingest import ray_datasets, local_shuffle, train_split, training_ingest
 
 
@@ -47,13 +49,22 @@ def _stream(ds: ray.data.Dataset, name: str, collate: Collator, config: JobConfi
     return rows, time.perf_counter() - start, first or 0.0
 
 
-MODES = ("none", "local", "full")
+# (label, data.shuffle, rows per block of a fully shuffled split): the last is the full shuffle
+# in the 4,096-row blocks it used before `ingest.SHUFFLE_ROWS_PER_BLOCK` (its all-to-all grows
+# with blocks^2 and must finish before the epoch's first batch)
+MODES = (("none", "none", ingest.SHUFFLE_ROWS_PER_BLOCK), ("local", "local", ingest.SHUFFLE_ROWS_PER_BLOCK),
+         ("full", "full", ingest.SHUFFLE_ROWS_PER_BLOCK),
+         (f"full, {ingest.ROWS_PER_BLOCK:,}-row blocks", "full", ingest.ROWS_PER_BLOCK))
 
 
-def _epochs(dataset: Dataset, config: JobConfig, collate: Collator) -> dict:
+def _epochs(dataset: Dataset, config: JobConfig, collate: Collator, shuffle_rows_per_block: int) -> dict:
     """One round of a shuffle mode: read the split (materialise), stream every epoch."""
     start = time.perf_counter()
-    datasets = ray_datasets(dataset, ("train",), config, epochs=config.train.epochs)
+    default, ingest.SHUFFLE_ROWS_PER_BLOCK = ingest.SHUFFLE_ROWS_PER_BLOCK, shuffle_rows_per_block
+    try:
+        datasets = ray_datasets(dataset, ("train",), config, epochs=config.train.epochs)
+    finally:
+        ingest.SHUFFLE_ROWS_PER_BLOCK = default
     setup = time.perf_counter() - start
     total_rows, total_s, firsts = 0, setup, []
     for epoch in range(config.train.epochs):
@@ -71,17 +82,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", default="data/synthetic/default", help="data set directory (generated if missing)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the three modes")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of the modes")
     args = parser.parse_args(argv)
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     base = JobConfig(data=DataConfig(path=args.data, batch_size=args.batch_size), train=TrainConfig(epochs=args.epochs))
     dataset = prepare_dataset(base)
     model = SeesawModel(dataset.spec, "sharedbottom", device="meta")
     collate = Collator(dataset.spec, model.kjt_keys)
-    rounds: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    rounds: dict[str, list[dict]] = {label: [] for label, _, _ in MODES}
     for _ in range(args.repeats):
-        for mode in MODES:
-            rounds[mode].append(_epochs(dataset, replace(base, data=replace(base.data, shuffle=mode)), collate))
+        for label, mode, rows_per_block in MODES:
+            config = replace(base, data=replace(base.data, shuffle=mode))
+            rounds[label].append(_epochs(dataset, config, collate, rows_per_block))
     table = []
     for mode, runs in rounds.items():
         best = max(runs, key=lambda r: r["samples/s"])

@@ -75,12 +75,24 @@ def local_shuffle(config: JobConfig, train_rows: int, epoch: int, rank: int) -> 
 
 
 ROWS_PER_BLOCK = 4096  # a split's block count is rows / this (at least one per file), whatever the cluster
+# A fully shuffled training split is read in larger blocks: `random_shuffle` is an all-to-all
+# whose tasks and object refs grow with blocks^2, and it must finish before an epoch's first
+# batch. On 2 cores, 320k rows in 80 blocks took 7-8 s per epoch, in 10 blocks ~1.5 s, against
+# ~1.1 s for an unshuffled epoch (`python -m ray_jobs.benchmarks.shuffle_cost`, BENCHMARKS.md).
+SHUFFLE_ROWS_PER_BLOCK = 32_768
 
 
-def read_parquet(files: list[str], columns: list[str], rows: int | None = None) -> ray.data.Dataset:
+def block_rows(config: JobConfig, train_rows: int) -> int:
+    """Rows per block of the training split's epoch datasets (the unit an elastic resume's
+    position is exact to, `training.elastic.mapped_skip`)."""
+    return SHUFFLE_ROWS_PER_BLOCK if shuffle_mode(config, train_rows) == "full" else ROWS_PER_BLOCK
+
+
+def read_parquet(files: list[str], columns: list[str], rows: int | None = None,
+                 rows_per_block: int = ROWS_PER_BLOCK) -> ray.data.Dataset:
     """`ray.data.read_parquet` of `columns` through Ray Data's V1 Parquet reader (`files`: plain
     paths or URIs of one storage, `core.storage.arrow_paths`); given the split's `rows`, in a
-    block count fixed by the data alone (`ROWS_PER_BLOCK`).
+    block count fixed by the data alone (`rows_per_block`).
 
     Why a fixed block count: the V1 reader otherwise picks it from the CPUs the cluster has
     free when the read is planned, and the seeded shuffles (`random_shuffle`,
@@ -97,14 +109,14 @@ def read_parquet(files: list[str], columns: list[str], rows: int | None = None) 
     planned, on whichever node that is.
     """
     ray.data.DataContext.get_current().use_datasource_v2 = False
-    blocks = None if rows is None else max(len(files), -(-rows // ROWS_PER_BLOCK))
+    blocks = None if rows is None else max(len(files), -(-rows // rows_per_block))
     filesystem, paths = arrow_paths(files)  # URIs: their filesystem, handed to every read task
     return ray.data.read_parquet(paths, columns=columns, override_num_blocks=blocks, filesystem=filesystem)
 
 
-def _read(dataset: Dataset, split: str, max_rows: int) -> ray.data.Dataset:
+def _read(dataset: Dataset, split: str, max_rows: int, rows_per_block: int = ROWS_PER_BLOCK) -> ray.data.Dataset:
     ds = read_parquet(list(dataset.splits[split].files), columns=list(dataset.spec.required_columns()),
-                      rows=dataset.splits[split].rows)
+                      rows=dataset.splits[split].rows, rows_per_block=rows_per_block)
     ds.context.execution_options.preserve_order = True  # file order, whatever the read tasks' timing
     if dataset.splits[split].rows <= max_rows:
         ds = ds.materialize()  # read once per job; epochs iterate the blocks in the object store
@@ -121,7 +133,9 @@ def ray_datasets(dataset: Dataset, splits: tuple[str, ...] = SPLITS, config: Job
     """
     ray.data.DataContext.get_current().enable_progress_bars = False
     max_rows = config.data.in_memory_max_rows if config is not None else 0
-    out = {s: _read(dataset, s, max_rows) for s in splits}
+    training = config is not None and epochs > 0 and TRAIN in dataset.splits
+    train_blocks = block_rows(config, dataset.splits[TRAIN].rows) if training else ROWS_PER_BLOCK
+    out = {s: _read(dataset, s, max_rows, train_blocks if s == TRAIN else ROWS_PER_BLOCK) for s in splits}
     if config is None or epochs <= 0 or TRAIN not in out or config.data.shuffle == "none":
         return out
     mode = shuffle_mode(config, dataset.splits[TRAIN].rows)

@@ -34,14 +34,14 @@ def mapped_skip(step: int, world_before: int, world_after: int) -> int:
     * B)) batches. What holds:
     - count: the rows counted as trained in the epoch are R less fewer than world_after * B
       (floor: up to one new global batch is trained again, never a row counted that was not);
-    - which rows: the split deals the epoch's blocks (`data.ingest.ROWS_PER_BLOCK` rows each)
+    - which rows: the split deals the epoch's blocks (`data.ingest.block_rows` rows each)
       to the shards greedily in block order, so the old group's trained rows and the new
       group's skipped rows are both the epoch's first blocks up to the frontier; they differ
       only in the blocks each group had started but not finished there. As many rows are
-      trained twice as are skipped, at most (world_before + world_after) * ROWS_PER_BLOCK of
+      trained twice as are skipped, at most (world_before + world_after) * block rows of
       each; measured on the rows themselves (tests/ray_jobs/test_elastic.py, tiny data, 2 -> 1
-      workers after 10 steps of 256 rows): 1,440 of the 5,120 rows trained before the loss are
-      trained again and 1,440 others of the epoch's 16,000 are skipped. The other epochs are
+      workers after 10 steps of 256 rows): 2,560 of the 5,120 rows trained before the loss are
+      trained again and 2,560 others of the epoch's 16,000 are skipped. The other epochs are
       untouched: every row once.
     """
     if step < 0 or world_before < 1 or world_after < 1:

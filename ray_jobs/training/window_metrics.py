@@ -4,7 +4,7 @@ The definitions are torchrec.metrics' (`ne.get_ne_states` / `ne.compute_ne`,
 `calibration.get_calibration_states` / `calibration.compute_calibration`, eta 1e-12): NE is the
 weighted cross entropy of the predictions over the entropy of the window's base rate (1 = no
 better than always predicting the base rate; lower is better), calibration is the sum of
-predictions over the sum of labels (1 = calibrated). The window is ours: a ring of the last N
+predictions over the sum of labels (1 = calibrated). The window is ours: the last N
 steps' sufficient statistics, summed when read.
 
 Why not `RecMetricModule` / `NEMetric` / `CalibrationMetric` themselves: they run on CPU, and
@@ -12,10 +12,10 @@ Why not `RecMetricModule` / `NEMetric` / `CalibrationMetric` themselves: they ru
 per-task Python (tasks as dicts of [B] tensors, a deque of states per window state). Timed on
 this 2-core machine (1 thread, 2 tasks, 512 rows, after warm-up): NE + calibration update
 0.65-2.9 ms per step fused (FUSED_TASKS_COMPUTATION), 0.9-10 ms unfused, 0.13-0.37 ms with
-`fused_update_limit=10` (which then moves its window in chunks of 10 batches); the ring here
+`fused_update_limit=10` (which then moves its window in chunks of 10 batches); the window here
 costs 0.04-0.05 ms on the same synthetic tensors, against a 10-17 ms train step. Their window is
 also counted in samples divided by the world size, not in batches, and their state is not in our
-checkpoints; this ring is (`state`/`load`), so a resumed run's curves are the uninterrupted run's.
+checkpoints; this window is (`state`/`load`), so a resumed run's curves are the uninterrupted run's.
 
 In the train step (the sharded PEPNet / SharedBottom step of `benchmarks.step_breakdown`,
 tiny synthetic data, batch 512, 1 thread, with and without the window interleaved over 7 rounds,
@@ -29,6 +29,7 @@ shuffled across workers, so one worker's window estimates the global one.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Sequence
 
 import torch
@@ -45,6 +46,11 @@ _STATES = ("cross_entropy_sum", "weighted_num_samples", "pos_labels", "neg_label
 class WindowMetrics:
     """NE, calibration and mean BCE per task over the last `window` steps.
 
+    The window holds only the steps it has seen (a deque of at most `window` [S, T] rows), so a
+    window longer than the run (`train.log_every` 10**6: progress lines off) costs what the run's
+    steps cost, not `window` rows: a preallocated ring of 10**6 rows was an 80 MB tensor whose
+    `state()` JSON took 20-25 s per checkpoint (seen in the shuffle-quality test's epochs).
+
     Args:
         tasks: task names, in the order of the logits' columns.
         window: how many of the latest steps count (the steps between two progress lines).
@@ -54,7 +60,7 @@ class WindowMetrics:
         if window < 1:
             raise ValueError(f"window must be >= 1 step, got {window}")
         self.tasks, self.window = list(tasks), window
-        self._ring: torch.Tensor | None = None  # [window, len(_STATES), T] float64, on the logits' device
+        self._rows: deque[torch.Tensor] = deque(maxlen=window)  # each [len(_STATES), T] float64, oldest first
         self._steps = 0  # steps seen since the start (or the last reset)
 
     def update(self, out: StepOutput) -> None:
@@ -73,38 +79,36 @@ class WindowMetrics:
         weights = weight.detach().double().expand_as(preds)
         num = get_calibration_states(labels, preds.double(), weights)["calibration_num"]
         ne = get_ne_states(labels, preds, weights, ETA)
-        row = torch.stack([*(ne[name] for name in _STATES[:-1]), num])  # [S, T]
-        if self._ring is None:
-            self._ring = torch.zeros(self.window, *row.shape, dtype=torch.float64, device=row.device)
-        elif self._ring.device != row.device:  # loaded from a checkpoint on the CPU
-            self._ring = self._ring.to(row.device)
-        self._ring[self._steps % self.window] = row
+        self._rows.append(torch.stack([*(ne[name] for name in _STATES[:-1]), num]))  # [S, T]
         self._steps += 1
 
     def state(self) -> dict | None:
-        """The ring as JSON (a checkpoint's progress), so that a resumed run's window is the
+        """The window as JSON (a checkpoint's progress), so that a resumed run's window is the
         uninterrupted run's; None when empty."""
-        if self._ring is None:
+        if not self._rows:
             return None
-        return {"window": self.window, "steps": self._steps, "ring": self._ring.cpu().tolist()}
+        return {"window": self.window, "steps": self._steps, "rows": torch.stack(list(self._rows)).cpu().tolist()}
 
     def load(self, state: dict | None) -> None:
-        """Back to a `state()`; None (or a ring of another window length): starts empty."""
-        if state is None or state.get("window") != self.window:
-            self._ring, self._steps = None, 0
+        """Back to a `state()`; None (or a window of another length, or an older layout): starts empty."""
+        self._rows.clear()
+        self._steps = 0
+        if state is None or state.get("window") != self.window or "rows" not in state:
             return
-        self._ring, self._steps = torch.tensor(state["ring"], dtype=torch.float64), int(state["steps"])
+        self._rows.extend(torch.tensor(state["rows"], dtype=torch.float64).unbind(0))
+        self._steps = int(state["steps"])
 
     @property
     def steps(self) -> int:
         """How many steps the window holds now (at most `window`)."""
-        return min(self._steps, self.window)
+        return len(self._rows)
 
     def compute(self) -> dict[str, list[float]]:
         """{"ne": [T], "calibration": [T], "loss": [T] (mean BCE, nats)} over the window; {} when empty."""
-        if self._ring is None:
+        if not self._rows:
             return {}
-        total = self._ring[: self.steps].sum(0)  # [S, T]
+        device = self._rows[-1].device
+        total = torch.stack([row.to(device) for row in self._rows]).sum(0)  # [S, T]
         ce, samples, pos, neg, num = total
         return {
             "ne": compute_ne(ce, samples, pos, neg, ETA).tolist(),
