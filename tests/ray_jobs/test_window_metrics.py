@@ -102,3 +102,18 @@ def test_bad_input_is_named():
         WindowMetrics(TASKS, window=2).update_tensors(torch.rand(4, 3), torch.ones(4, 3), torch.ones(4))
     with pytest.raises(ValueError, match="without labels/weight"):
         WindowMetrics(TASKS, window=2).update(StepOutput(torch.zeros(4, 2), torch.zeros(2), torch.zeros(())))
+
+
+def test_a_window_longer_than_the_run_holds_and_checkpoints_only_the_steps_it_saw():
+    """`train.log_every` 10**6 (progress lines off) makes a 10**6-step window: its checkpoint
+    state must be the steps seen (it was a 10**6-row ring, 20-25 s of JSON per checkpoint), and
+    its figures those of every step so far, as a short window's over the same steps."""
+    steps = [tuple(torch.from_numpy(a) for a in step) for step in _steps(4)]
+    long, short = WindowMetrics(TASKS, window=10**6), WindowMetrics(TASKS, window=4)
+    for step in steps:
+        long.update_tensors(*step)
+        short.update_tensors(*step)
+    state = long.state()
+    assert len(state["rows"]) == 4 and long.steps == 4
+    _assert_close(long.compute(), _reference(_steps(4)))
+    assert long.compute() == short.compute()
