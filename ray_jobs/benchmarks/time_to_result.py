@@ -9,7 +9,9 @@ loop below over the same Parquet rows (one process, `torch.nn.EmbeddingBag`, the
 architecture, epochs and batch size; the splits read into memory, validation every epoch and the
 test split scored at the end, metrics.json written). The ratio is Seesaw's wall time over the
 plain loop's; every fixed cost (Ray start-up, worker start, planning, Ray Data's executions)
-is in it. Data: `data/kuairand` when it is prepared
+is in it; the moments of Seesaw's run (metrics.json's `timeline`: Ray up, splits read, the
+worker process and its sharded model, first epoch, test scored, ...) are columns beside it,
+seconds since its process started. Data: `data/kuairand` when it is prepared
 (`python -m ray_jobs.prepare recipes/kuairand.yaml --out data/kuairand`), else a synthetic
 set of the same size (38k train rows).
 """
@@ -102,10 +104,11 @@ def measure(data: Path, arch: str, epochs: int, batch_size: int, out: Path) -> d
     reference = _timed([sys.executable, "-m", "ray_jobs.benchmarks.time_to_result", "--reference", "--data", str(data),
                         "--archs", arch, "--epochs", str(epochs), "--batch-size", str(batch_size), "--out", str(ref_dir)],
                        ref_dir / "metrics.json")
-    seesaw_auc = json.loads((out / seesaw_run / "metrics.json").read_text())["summary"]["test_mean_auc"]
+    seesaw_metrics = json.loads((out / seesaw_run / "metrics.json").read_text())
     ref_auc = json.loads((ref_dir / "metrics.json").read_text())["summary"]["test_mean_auc"]
     return {"arch": arch, "seesaw_s": seesaw, "reference_s": reference, "ratio": seesaw / reference,
-            "seesaw_test_auc": seesaw_auc, "reference_test_auc": ref_auc}
+            "seesaw_test_auc": seesaw_metrics["summary"]["test_mean_auc"], "reference_test_auc": ref_auc,
+            **{f"at {name}": t for name, t in seesaw_metrics.get("timeline", {}).items()}}
 
 
 def default_data(root: Path) -> Path:
@@ -135,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = args.data or default_data(args.out)
     rows = [measure(data, arch, args.epochs, args.batch_size, args.out.resolve()) for arch in args.archs.split(",")]
-    table = markdown(pd.DataFrame(rows).round(3))
+    by_arch = pd.DataFrame(rows).set_index("arch").round(3).T  # a row per measure, a column per model
+    table = markdown(by_arch.rename_axis("measure").reset_index())
     logger.info("time to result, %s, %d epochs, 1 worker, batch %d:\n%s", data, args.epochs, args.batch_size, table)
     (args.out / "time_to_result.md").write_text(table + "\n")
     return 0

@@ -19,6 +19,7 @@ from ray_jobs.core.run_dir import (BEST_CHECKPOINT_FILE, JOB_FILE, LATEST_CHECKP
                                    PREDICTIONS_FILE, TENSORBOARD_DIR, checkpoint_location, run_location)
 from ray_jobs.core.storage import Location, local_mirror
 from ray_jobs.core.tables import cell, cells_table
+from ray_jobs.core.timeline import Timeline, process_started
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.training.elastic import DRIVER_ID
 from ray_jobs.training.loop import SELECT_SCORE, select_metric_name, train_loop_per_worker, validation_metric_names
@@ -34,6 +35,8 @@ def train(config: JobConfig, run_name: str | None = None) -> Path | str:
     pointers to the best-validation and the last checkpoint; the console gets the domain x task
     table of the test split (scored with the best epoch's model).
     """
+    timeline = Timeline(driver_process_started=process_started())
+    timeline.mark("train_called")
     parse_arch_config(config.model.arch, config.model.params)  # fail on a typo before starting Ray
     if config.collision:
         raise ConfigError("collision (bounded raw-id features) is trained pass by pass: use --passes <dir>")
@@ -47,27 +50,38 @@ def train(config: JobConfig, run_name: str | None = None) -> Path | str:
     lock = hold_run(run_dir)  # one driver per run; a rerun of the same name resumes it
     try:
         init_ray(config)
+        timeline.mark("ray_ready")
         log_file = console.log_to_file(local_mirror(run_dir) / console.LOGS_DIR / console.DRIVER_LOG)
         try:
             # a new id per driver process: a resume tells a restarted driver from a restarted group
-            result = make_trainer(config, dataset, train_loop_per_worker, run_name, extra={DRIVER_ID: uuid.uuid4().hex},
-                                  checkpoint_score=SELECT_SCORE).fit()
+            trainer = make_trainer(config, dataset, train_loop_per_worker, run_name, extra={DRIVER_ID: uuid.uuid4().hex},
+                                   checkpoint_score=SELECT_SCORE)
+            timeline.mark("datasets_ready")  # the splits read (and materialised) into Ray's object store
+            result = trainer.fit()
+            timeline.mark("fit_returned")
         finally:
             console.remove_handler(log_file)
             console.publish_logs(run_dir, console.DRIVER_LOG)
         if result.error:
             raise result.error
-        _write_run_dir(run_dir, config, result)
+        _write_run_dir(run_dir, config, result, timeline)
     finally:
         lock.release()
     return run_dir.local if not run_dir.scheme else str(run_dir)
 
 
-def _write_run_dir(run_dir: Location, config: JobConfig, result: ray.train.Result) -> None:
-    """The driver's files of a finished run (`core.run_dir`), and the test table on the console."""
+def _write_run_dir(run_dir: Location, config: JobConfig, result: ray.train.Result, timeline: Timeline) -> None:
+    """The driver's files of a finished run (`core.run_dir`), and the test table on the console.
+
+    metrics.json's `timeline`: the driver's and rank 0's moments (`core.timeline`), in seconds
+    since the driver process started."""
     with result.checkpoint.as_directory() as checkpoint_dir:  # a local copy when on storage
         metrics = json.loads((Path(checkpoint_dir) / METRICS_FILE).read_text())
         run_dir.child(PREDICTIONS_FILE).copy_file_from(Path(checkpoint_dir) / PREDICTIONS_FILE)
+    timeline.update(metrics.get("timeline") or {})
+    timeline.mark("results_fetched")
+    origin = timeline.moments["driver_process_started"]
+    metrics["timeline"] = timeline.since(origin)
     best = checkpoint_location(run_dir, metrics["summary"]["best_checkpoint"])
     metrics["summary"]["best_checkpoint"] = str(best)  # the URI on storage (Ray reports it scheme-less)
     run_dir.child(METRICS_FILE).write_text(json.dumps(metrics, indent=2))
@@ -82,4 +96,5 @@ def _write_run_dir(run_dir: Location, config: JobConfig, result: ray.train.Resul
     summary = metrics["summary"]
     logger.info("test mean AUC %s, mean GAUC %s (epoch %d of %d, best %s)", cell(summary["test_mean_auc"]),
                 cell(summary["test_mean_gauc"]), summary["best_epoch"], summary["epoch"], summary["select_metric"])
+    logger.info("time (s since start): %s", timeline.format(origin))
     logger.info("run directory: %s (curves: tensorboard --logdir %s)", run_dir, run_dir.child(TENSORBOARD_DIR))

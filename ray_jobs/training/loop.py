@@ -28,6 +28,7 @@ from modules.strict import ConfigError, to_dict
 from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import rank0
 from ray_jobs.core.tables import cell
+from ray_jobs.core.timeline import Timeline, process_started
 from ray_jobs.core.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.ingest import local_shuffle, train_split
@@ -109,11 +110,14 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     epoch's weights are loaded back and score the test split; a last small report carries
     metrics.json (with `best_epoch` and `best_checkpoint`) and the test predictions.
     """
+    timeline = Timeline(worker_process_started=process_started())
+    timeline.mark("worker_loop_started")
     worker = WorkerContext.from_loop_config(loop_config)
     config, spec, rank, world_size, device = worker.config, worker.spec, worker.rank, worker.world_size, worker.device
     torch.manual_seed(config.train.seed + rank)
 
     model, sharded, plan_text = build_sharded_model(config, spec, device)
+    timeline.mark("model_sharded")
     rank0(rank, plan_text)
     optimizer = combined_optimizer(sharded, config.train.optim)
     collate = Collator(spec, model.kjt_keys)
@@ -206,20 +210,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                         {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
                          "resumes": resumes, **elastic, "global_step": global_step,
                          "window": window.state() if window is not None else None}, rank, {})
+        if "first_epoch_done" not in timeline.moments:
+            timeline.mark("first_epoch_done")
     curves.close()
-    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes)
+    timeline.mark("training_done")
+    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes, timeline)
 
 
 def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharded: torch.nn.Module,
                       collate: Collator, best: dict[str, Any] | None, model_epoch: int, select: str,
-                      resumes: list[dict[str, Any]]) -> None:
+                      resumes: list[dict[str, Any]], timeline: Timeline) -> None:
     """Collective: loads the best epoch's weights (unless the model holds them), scores the test
     split and reports metrics.json + the test predictions in a last, model-less checkpoint.
 
     metrics.json's `resumes` lists each restart the run survived (a worker lost, a driver
     restarted), with the checkpoint position it resumed from (1-based epoch, step within it
     and whether that epoch had ended), the world size before and after, the time and the
-    reason (`training.elastic.resume_record`); [] for an uninterrupted run."""
+    reason (`training.elastic.resume_record`); [] for an uninterrupted run. `timeline`: rank 0's
+    moments (`core.timeline`, wall-clock), which the driver turns into metrics.json's `timeline`."""
     config, spec, rank, device = worker.config, worker.spec, worker.rank, worker.device
     if best is None:
         raise RuntimeError("no epoch was trained (train.epochs 0?)")
@@ -234,11 +242,12 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
         rank0(rank, f"test split scored with epoch {best['epoch']}'s model (best {select}), not the last one's")
     test = gather(predict(sharded, shard_batches("test", config, collate), collate.padding_batch(), device))
     test_metrics, cells = _flat_metrics("test", test, spec)
+    timeline.mark("test_scored")
     metrics = {k: v for k, v in chosen_metrics.items() if k not in ("epoch_end", SELECT_SCORE)}
     metrics.update(test_metrics, epoch=max(model_epoch, best["epoch"]), best_epoch=best["epoch"],
                    select_metric=select, best_checkpoint=chosen.path)
     files = {METRICS_FILE: {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
-                            "worker_nodes": worker_nodes(), "resumes": resumes},
+                            "worker_nodes": worker_nodes(), "resumes": resumes, "timeline": timeline.moments},
              PREDICTIONS_FILE: lambda path: test.save(path, spec)}
     with tempfile.TemporaryDirectory() as directory:
         if rank == 0:

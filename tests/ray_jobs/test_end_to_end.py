@@ -40,6 +40,13 @@ def test_train_learns_and_writes_run_dir(trained_run):
     assert 1 <= summary["best_epoch"] <= summary["epoch"] == config.train.epochs
     assert summary["select_metric"] == "val_mean_task_gauc"
     assert (run_dir / "best_checkpoint").read_text().strip() == summary["best_checkpoint"]
+    # where the time went (core.timeline): the driver's and rank 0's moments, in the order they happen
+    timeline = metrics["timeline"]
+    order = ["driver_process_started", "train_called", "ray_ready", "datasets_ready", "worker_loop_started",
+             "model_sharded", "first_epoch_done", "training_done", "test_scored", "fit_returned", "results_fetched"]
+    # (a worker process may be one Ray started earlier, idle until the worker group took it)
+    assert timeline.pop("worker_process_started") <= timeline["worker_loop_started"]
+    assert list(timeline) == order and timeline["driver_process_started"] == 0.0
     # the saved test predictions: every test row once, by id, and they give metrics.json's numbers
     spec = DatasetSpec.load(tiny_data)
     predictions = Predictions.load(run_dir / PREDICTIONS_FILE, spec.tasks)
