@@ -30,6 +30,8 @@ def parse_request(argv: Sequence[str]) -> CompareRequest:
     parser.add_argument("--runs-dir", help="override runs_dir (where the runs' directories go)")
     parser.add_argument("--baseline", default="sharedbottom", help="label the gains are measured against ('none': no gains)")
     parser.add_argument("--reuse", action="store_true", help="keep runs that already hold metrics of the same job")
+    parser.add_argument("--runs-prefix", help="name the runs <prefix>-<label>-s<seed> (default: the --out directory's "
+                                              "name); with --reuse, an earlier comparison's prefix reports its runs again")
     parser.add_argument("--bootstrap", type=int, default=200, help="resamples of the test users for the 95%% intervals (0: none)")
     parser.add_argument("--conflict-tasks", help="A,B: add STEM-Net's bucket analysis of tasks A and B")
     parser.add_argument("--conflict-reference", default="single_task",
@@ -41,7 +43,7 @@ def parse_request(argv: Sequence[str]) -> CompareRequest:
         base = apply_overrides(base, {"runs_dir": args.runs_dir}, where="--runs-dir")
     return request_from_flags(base, args.models, args.seeds, args.out, args.baseline, args.reuse, args.bootstrap,
                               args.conflict_tasks, args.conflict_reference, rest,
-                              shlex.join(["python", "-m", "ray_jobs.compare", *argv]))
+                              shlex.join(["python", "-m", "ray_jobs.compare", *argv]), args.runs_prefix)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

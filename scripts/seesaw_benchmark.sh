@@ -24,9 +24,9 @@ for variant in all_on user_groups_off domain_dims_off conflict_off capacity_off;
   seeds=$SEEDS; [ "$variant" != all_on ] && seeds=$OFF_SEEDS
   $PY -m ray_jobs.compare --models "${MODELS[$variant]}" --config configs/seesaw.yaml --data "$data" \
       --seeds "$seeds" --reuse --runs-dir runs/seesaw/$variant --out reports/seesaw/$variant
-  # The same runs (--reuse trains nothing new), with the gains measured against MMoE.
+  # The same runs (same prefix, --reuse: nothing is trained), the gains measured against MMoE.
   $PY -m ray_jobs.compare --models "${MODELS[$variant]}" --config configs/seesaw.yaml --data "$data" \
-      --seeds "$seeds" --reuse --runs-dir runs/seesaw/$variant --baseline mmoe \
+      --seeds "$seeds" --reuse --runs-dir runs/seesaw/$variant --runs-prefix "$variant" --baseline mmoe \
       --out reports/seesaw/$variant-vs-mmoe
 done
 $PY -m ray_jobs.reports.mechanisms reports/seesaw

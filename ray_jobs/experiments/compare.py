@@ -238,6 +238,9 @@ class CompareRequest:
     conflict_tasks: tuple[str, str] | None = None
     conflict_reference: str = "single_task"
     command: str | None = None
+    # runs are named <runs_prefix>-<label>-s<seed> (default: the report directory's name); the
+    # prefix of an earlier comparison, with `reuse`, analyses its runs again under another `out`
+    runs_prefix: str | None = None
 
 
 def analyse(records: Sequence[RunRecord], spec: DatasetSpec, request: CompareRequest, data_root: Path) -> Analyses:
@@ -292,7 +295,7 @@ def compare(request: CompareRequest) -> Path:
         if unknown:
             raise ConfigError(f"--conflict-tasks: unknown task(s) {unknown}; tasks are {list(dataset.spec.tasks)}")
     out = Path(local_path(request.out, "--out", "compare"))
-    records = train_all(base, entries, request.seeds, prefix=out.name, reuse=request.reuse)
+    records = train_all(base, entries, request.seeds, prefix=request.runs_prefix or out.name, reuse=request.reuse)
     context = {"command": f"`{request.command}`" if request.command else "-", "data": str(dataset.root),
                "models": ", ".join(_describe(e) for e in entries),
                "seeds": ", ".join(map(str, request.seeds)), "epochs": str(base.train.epochs),
@@ -337,7 +340,7 @@ def params_flags(rest: Sequence[str]) -> dict[str, dict[str, Any]]:
 
 def request_from_flags(base: JobConfig, models: str, seeds: str, out: str | None, baseline: str, reuse: bool,
                        bootstrap: int, conflict_tasks: str | None, conflict_reference: str,
-                       params: Sequence[str], command: str) -> CompareRequest:
+                       params: Sequence[str], command: str, runs_prefix: str | None = None) -> CompareRequest:
     """The CompareRequest the command-line flags spell (`params`: the leftover --params-<label> pairs)."""
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
@@ -350,4 +353,4 @@ def request_from_flags(base: JobConfig, models: str, seeds: str, out: str | None
         out=Path(out or f"reports/compare-{time.strftime('%Y%m%d-%H%M%S')}"),
         baseline=None if baseline.lower() == "none" else baseline, reuse=reuse, bootstrap=bootstrap,
         conflict_tasks=task_pair(conflict_tasks, "--conflict-tasks") if conflict_tasks else None,
-        conflict_reference=conflict_reference, command=command)
+        conflict_reference=conflict_reference, command=command, runs_prefix=runs_prefix)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,8 @@ def test_params_option_merges_into_the_labelled_entry():
                                ModelEntry("big", "mmoe", {"num_experts": 8, "tower": [32]})]
     assert request.seeds == [3, 4] and request.base.train.epochs == 5 and request.out.name == "x"
     assert request.baseline == "sharedbottom" and request.conflict_tasks == ("click", "like")
+    assert request.runs_prefix is None
+    assert parse_args(["--models", "mmoe", "--runs-prefix", "all_on", "--baseline", "mmoe"]).runs_prefix == "all_on"
     with pytest.raises(ConfigError, match="no model labelled"):
         with_params(request.entries, {"ple": {}})
     with pytest.raises(ConfigError, match="two different task names"):
@@ -175,6 +178,24 @@ def test_reuse_keeps_finished_runs(compared):
     records = compare.train_all(base, entries, [0], prefix=out.name, reuse=True)
     after = [os.stat(p).st_mtime_ns for p in metrics]
     assert before == after and [r.label for r in records] == list(MODELS)
+
+
+def test_runs_prefix_reports_the_same_runs_against_another_baseline(compared):
+    """A second report (another --out, baseline single_task) over the first one's runs: nothing
+    retrains, and every per-cell gain is the first report's with its sign flipped."""
+    base, entries, out = compared
+    metrics = [f"{base.runs_dir}/{out.name}-{e.label}-s0/metrics.json" for e in entries]
+    before = [os.stat(p).st_mtime_ns for p in metrics]
+    other = compare.compare(compare.CompareRequest(base, entries, seeds=[0], out=out.parent / "report-vs-single",
+                                                   baseline="single_task", reuse=True, bootstrap=20,
+                                                   runs_prefix=out.name))
+    assert [os.stat(p).st_mtime_ns for p in metrics] == before
+    assert sorted(p.name for p in Path(base.runs_dir).iterdir()) == sorted(f"{out.name}-{m}-s0" for m in MODELS)
+    first = pd.read_csv(out / "gains.csv").set_index(["domain", "task", "metric"])["gain"]
+    second = pd.read_csv(other / "gains.csv")
+    assert set(second["model"]) == {"sharedbottom"}
+    second = second.set_index(["domain", "task", "metric"])["gain"]
+    np.testing.assert_allclose(second.loc[first.index].to_numpy(float), -first.to_numpy(float), atol=1e-12)
 
 
 def test_conflict_buckets_of_the_report_match_sklearn(compared):
