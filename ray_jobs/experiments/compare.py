@@ -149,12 +149,12 @@ def train_all(base: JobConfig, entries: Sequence[ModelEntry], seeds: Sequence[in
     """Trains every (model, seed) on one Ray instance; returns where each run's metrics are.
 
     With `reuse`, a run directory already holding metrics of exactly the same job is kept, so
-    a comparison interrupted halfway resumes instead of starting over.
+    a comparison interrupted halfway resumes instead of starting over (and one that has every
+    run already starts no Ray).
     """
     from ray_jobs.training.job import train
     from ray_jobs.training.runtime import init_ray
 
-    init_ray(base)
     records = []
     for seed in seeds:
         for entry in entries:
@@ -164,6 +164,7 @@ def train_all(base: JobConfig, entries: Sequence[ModelEntry], seeds: Sequence[in
             if reuse and _reusable(run_dir, job):
                 logger.info("compare: reusing %s", run_dir)
             else:
+                init_ray(base)  # once: a no-op when Ray is up
                 logger.info("compare: training %s (%s %s) seed %d", entry.label, entry.arch, entry.params, seed)
                 start = time.perf_counter()
                 run_dir = train(job, run_name=name)

@@ -180,10 +180,13 @@ def test_reuse_keeps_finished_runs(compared):
     assert before == after and [r.label for r in records] == list(MODELS)
 
 
-def test_runs_prefix_reports_the_same_runs_against_another_baseline(compared):
+def test_runs_prefix_reports_the_same_runs_against_another_baseline(compared, monkeypatch):
     """A second report (another --out, baseline single_task) over the first one's runs: nothing
-    retrains, and every per-cell gain is the first report's with its sign flipped."""
+    retrains (nor starts Ray), and every per-cell gain is the first report's with its sign flipped."""
+    from ray_jobs.training import runtime
+
     base, entries, out = compared
+    monkeypatch.setattr(runtime, "init_ray", lambda config: pytest.fail("Ray started with every run reusable"))
     metrics = [f"{base.runs_dir}/{out.name}-{e.label}-s0/metrics.json" for e in entries]
     before = [os.stat(p).st_mtime_ns for p in metrics]
     other = compare.compare(compare.CompareRequest(base, entries, seeds=[0], out=out.parent / "report-vs-single",
