@@ -35,6 +35,8 @@ def test_gains_come_from_the_reports_and_the_verdict_follows_the_rule(tmp_path):
     assert [m.term for m in MECHANISMS] == list(table.index)
     assert table.loc["user_groups", "on: vs sharedbottom"] == "+0.0200 [+0.0100, +0.0300]"
     assert table.loc["user_groups", "claim holds"] == "yes"
+    assert table.loc["user_groups", "on - off: vs sharedbottom"] == "+0.0200"  # 0.02 on, 0.0 off
+    assert table.loc["capacity", "on - off: vs sharedbottom"] == "absent"
     assert table.loc["domain_dims", "claim holds"] == "no (off: below mmoe)"
     assert table.loc["conflict", "claim holds"] == "no (on: not above sharedbottom; on: not above mmoe)"
     assert table.loc["capacity", "off: vs mmoe"] == "absent"
