@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for metric in ("gauc", "auc"):
         table = mechanism_table(args.root, metric)
-        text = markdown(table)
+        text = markdown(table) + "\n" + "".join(f"- {m.term}: {m.what}\n" for m in MECHANISMS)
         print(f"Gain in mean {metric.upper()} over the domain x task cells, mean over seeds "
               f"[paired 95% interval over test users]:\n\n{text}")
         (args.root / f"mechanisms_{metric}.md").write_text(text)
