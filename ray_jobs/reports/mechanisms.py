@@ -69,7 +69,7 @@ def _cell(gain: tuple[float, float, float] | None) -> str:
 
 
 def _verdict(on: list, off: list) -> str:
-    """'yes' / 'no: <why>' / 'not measured' for one term's claim."""
+    """'yes' / 'no (<why>)' / 'not measured' for one term's claim."""
     if any(g is None for g in on + off):
         return "not measured"
     why = [f"on: not above {b}" for b, g in zip(BASELINES, on) if g[1] <= 0]
@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("root", type=Path, help="the reports directory of scripts/seesaw_benchmark.sh")
     args = parser.parse_args(argv)
+    if not (args.root / ALL_ON).is_dir():  # a mistyped root would otherwise read as "not measured"
+        parser.error(f"{args.root}: no {ALL_ON}/ report in it (run scripts/seesaw_benchmark.sh first)")
     for metric in ("gauc", "auc"):
         table = mechanism_table(args.root, metric)
         text = markdown(table) + "\n" + "".join(f"- {m.term}: {m.what}\n" for m in MECHANISMS)

@@ -4,6 +4,9 @@ CSVs: the gains it shows are the reports' own, and its verdict follows the state
 from __future__ import annotations
 
 import pandas as pd
+import pytest
+
+from ray_jobs.data.synthetic import MECHANISM_TERMS
 
 from ray_jobs.reports.mechanisms import ALL_ON, BASELINES, MECHANISMS, main, mechanism_table, report_dir
 
@@ -44,3 +47,10 @@ def test_gains_come_from_the_reports_and_the_verdict_follows_the_rule(tmp_path):
     assert main([str(tmp_path)]) == 0  # the files the benchmark's docs quote: the table and its legend
     written = (tmp_path / "mechanisms_gauc.md").read_text()
     assert "| user_groups | pepnet | +0.0200 [+0.0100, +0.0300]" in written and "- conflict: " in written
+    assert tuple(m.term for m in MECHANISMS) == MECHANISM_TERMS  # one row per generator term
+
+
+def test_a_root_without_the_benchmark_reports_is_an_error_naming_it(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "typo")])
+    assert exit_info.value.code == 2 and "typo: no all_on/ report" in capsys.readouterr().err
