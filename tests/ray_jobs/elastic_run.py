@@ -30,6 +30,11 @@ from ray_jobs.training.job import train as run
 CHECKPOINT_EVERY = 5
 HANG_STEP = 2 * CHECKPOINT_EVERY  # of epoch 1, on 2 workers: 10 of its 31 steps
 SNAPSHOT = "checkpoint_manager_snapshot.json"  # Ray Train v2's committed-checkpoint list
+# How long Ray Train waits for a worker group's placement group before it tries another size.
+# Just after the node is removed, the elastic policy still sees its CPUs and asks for 2 workers;
+# that placement group can never be ready, and Ray's default (60 s) cost this test a minute of
+# idle wait. A placement group that fits is ready in well under a second, even on a loaded machine.
+PLACEMENT_WAIT_S = "15"
 
 
 def job(name: str, num_workers: int | tuple[int, int], data: str, runs_dir: str) -> JobConfig:
@@ -54,6 +59,7 @@ def committed(run_dir: Path, step: int) -> bool:
 
 
 def main(data: str, runs_dir: str) -> None:
+    os.environ["RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"] = PLACEMENT_WAIT_S  # the driver passes it on to the controller
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3})
     second = cluster.add_node(num_cpus=3)
     ray.init(address=cluster.address)
