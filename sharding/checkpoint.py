@@ -21,14 +21,12 @@ from torch import nn
 from torch.optim import Optimizer
 from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizer
 
+from sharding.errors import CheckpointError
+
 MODEL_KEY = "model"
 OPTIM_KEY = "optim"
 PROGRESS_FILE = "progress.json"
 MANIFEST_GLOB = "manifest-rank*.json"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is incomplete, corrupted, or does not belong to this model."""
 
 
 def _rank() -> int:

@@ -7,8 +7,6 @@ Separate learning rates, as in the PEPNet deployment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torchrec.optim.apply_optimizer_in_backward import apply_optimizer_in_backward
@@ -16,14 +14,7 @@ from torchrec.optim.keyed import CombinedOptimizer, KeyedOptimizerWrapper
 from torchrec.optim.optimizers import in_backward_optimizer_filter
 from torchrec.optim.rowwise_adagrad import RowWiseAdagrad
 
-
-@dataclass(frozen=True)
-class OptimConfig:
-    sparse_lr: float = 0.05
-    sparse_eps: float = 1e-8
-    dense_lr: float = 1e-3
-    dense_weight_decay: float = 0.0
-    dense_fused: bool = True  # Adam's fused kernel (one pass over each parameter instead of ~10)
+from sharding.config import OptimConfig
 
 
 def fuse_sparse_optimizer(sparse_arch: nn.Module, config: OptimConfig) -> None:

@@ -7,7 +7,6 @@ GPU holds a huge table; the planner chooses freely for the rest.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 import torch.distributed as dist
@@ -21,6 +20,8 @@ from torchrec.distributed.planner.types import KernelConfig, ParameterConstraint
 from torchrec.distributed.types import ShardingPlan, ShardingType
 from torchrec.modules.embedding_configs import EmbeddingBagConfig
 
+from sharding.config import PlannerConfig
+
 DeviceType = Literal["cpu", "cuda"]
 
 CPU_SHARDING_TYPES: tuple[str, ...] = (ShardingType.TABLE_WISE.value, ShardingType.COLUMN_WISE.value)
@@ -31,19 +32,6 @@ CUDA_SHARDING_TYPES: tuple[str, ...] = (
     ShardingType.COLUMN_WISE.value,
 )
 GIB = 1024**3
-
-
-@dataclass(frozen=True)
-class PlannerConfig:
-    """Knobs of the sharding plan.
-
-    Attributes:
-        row_wise_min_rows: on CUDA, tables with at least this many rows are row-wise only.
-        sharding_types: override of the allowed types for every table (None: by device).
-    """
-
-    row_wise_min_rows: int = 1_000_000
-    sharding_types: tuple[str, ...] | None = None
 
 
 def allowed_sharding_types(table: EmbeddingBagConfig, device: DeviceType, config: PlannerConfig) -> list[str]:

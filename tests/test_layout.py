@@ -7,6 +7,8 @@ when it sits inside a function body.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,22 @@ def test_the_checker_sees_forbidden_imports_anywhere(tmp_path):
     assert {"ray.train", "ray_jobs.training.loop", "ray_jobs.evaluation.metrics", "ray_jobs.core.config"} <= found
     assert violations([probe], ("ray",), tmp_path) == ["ray_jobs/evaluation/probe.py imports ray.train"]
     assert violations([probe], ("ray_jobs.train",), tmp_path) == []  # a prefix of a name is not the module
+
+
+# What the processes that never build a model import: the driver of a training job or search
+# (and a Tune trial's process), Ray Train's controller and dataset manager, which unpickle the
+# job config and the ingest. TorchRec and FBGEMM cost 2-3 s of CPU per such process (issue 19).
+MODEL_FREE_MODULES = ("ray_jobs.train", "ray_jobs.tune", "ray_jobs.training.job", "ray_jobs.training.entry",
+                      "ray_jobs.experiments.search", "ray_jobs.data.ingest", "ray_jobs.core.config")
+
+
+def test_driver_side_modules_import_without_torchrec():
+    probe = (f"import sys\nfor m in {MODEL_FREE_MODULES!r}: __import__(m)\n"
+             "print(sorted(m for m in ('torchrec', 'fbgemm_gpu') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+    # the worker's side does import them (the probe would pass vacuously if it never could)
+    out = subprocess.run([sys.executable, "-c", "import sys, ray_jobs.training.loop; print('torchrec' in sys.modules)"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] == "True", out.stderr[-2000:]

@@ -8,11 +8,10 @@ from typing import Any, Literal, Mapping, TypeVar
 
 import yaml
 
-from modules.collision import BoundedFeature
+from modules.collision_config import BoundedFeature
 from modules.dense.registry import parse_arch_config
 from modules.strict import ConfigError, from_dict, read_yaml, to_dict
-from sharding.optim import OptimConfig
-from sharding.planner import PlannerConfig
+from sharding.config import OptimConfig, PlannerConfig
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 from modules.strict import ConfigError
-from sharding.checkpoint import CheckpointError
+from sharding.errors import CheckpointError
 
 
 class DataError(ValueError):

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from modules.collision import RAW_ID_MAX
+from modules.collision_config import RAW_ID_MAX
 from modules.spec import SPEC_FILE, DatasetSpec
 from modules.strict import ConfigError
 from ray_jobs.core.errors import DataError

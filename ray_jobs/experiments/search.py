@@ -33,8 +33,9 @@ from ray_jobs.core.paths import local_only
 from ray_jobs.core.storage import local_path
 from ray_jobs.core.tables import markdown
 from ray_jobs.data.dataset import Dataset, prepare_dataset
-from ray_jobs.training.loop import SELECT_SCORE, train_loop_per_worker
+from ray_jobs.training.entry import train_loop_per_worker
 from ray_jobs.training.runtime import init_ray, make_trainer
+from ray_jobs.training.selection import SELECT_SCORE
 
 # A trial's own process only waits on trainer.fit(); Tune rejects {"CPU": 0}.
 TRIAL_CPUS = 0.01

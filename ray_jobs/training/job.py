@@ -22,9 +22,10 @@ from ray_jobs.core.tables import cell, cells_table
 from ray_jobs.core.timeline import Timeline, process_started
 from ray_jobs.data.dataset import prepare_dataset
 from ray_jobs.training.elastic import DRIVER_ID
-from ray_jobs.training.loop import SELECT_SCORE, select_metric_name, train_loop_per_worker, validation_metric_names
+from ray_jobs.training.entry import train_loop_per_worker
 from ray_jobs.training.run_lock import hold_run
 from ray_jobs.training.runtime import init_ray, make_trainer
+from ray_jobs.training.selection import SELECT_SCORE, select_metric_name, validation_metric_names
 
 
 def train(config: JobConfig, run_name: str | None = None) -> Path | str:

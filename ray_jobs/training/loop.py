@@ -24,7 +24,7 @@ import ray.train
 import torch
 
 from modules.spec import DatasetSpec
-from modules.strict import ConfigError, to_dict
+from modules.strict import to_dict
 from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import rank0
 from ray_jobs.core.tables import cell
@@ -39,6 +39,7 @@ from ray_jobs.training.elastic import DRIVER_ID, WORLD_SIZE, mapped_skip, resume
 from ray_jobs.training.epoch import EpochStats, train_epoch
 from ray_jobs.training.fault_injection import SelfKill
 from ray_jobs.training.progress import EpochProgress
+from ray_jobs.training.selection import SELECT_SCORE, UNSCORED, better, select_metric_name, select_score
 from ray_jobs.training.window_metrics import WindowMetrics
 from ray_jobs.training.worker import WorkerContext, build_sharded_model, json_default, shard_batches, worker_nodes
 from sharding.checkpoint import load_sharded, save_sharded
@@ -49,47 +50,6 @@ def _flat_metrics(prefix: str, predictions: Predictions, spec: DatasetSpec) -> t
     table = predictions.metrics(spec)
     flat = {f"{prefix}_{k}": v for k, v in summary(table).items()}
     return flat, table.to_dict(orient="records")
-
-
-# every report's selection score; Ray Train keeps the best. Reports that are not an epoch end (or
-# whose metric is absent) get UNSCORED, a finite number: Ray Train's checkpoint snapshot stores
-# NaN as null, and a driver that restores the run then fails to rank its checkpoints.
-UNSCORED = -1e30
-SELECT_SCORE = "select_score"
-
-
-def select_metric_name(config: JobConfig, spec: DatasetSpec) -> str:
-    """`train.select_metric`, with `auto` resolved: GAUC where the data set has groups."""
-    if config.train.select_metric != "auto":
-        return config.train.select_metric
-    return "val_mean_task_gauc" if spec.group_column else "val_mean_task_auc"
-
-
-def validation_metric_names(spec: DatasetSpec) -> list[str]:
-    """Every `val_*` metric an epoch reports (`evaluation.metrics.summary` of the validation split)."""
-    names = ["mean_auc", "mean_gauc", "mean_logloss", "mean_task_auc", "mean_task_gauc"]
-    names += [f"{m}/{t}" for t in spec.tasks for m in ("auc", "gauc")]
-    return [f"val_{n}" for n in names]
-
-
-def select_score(metrics: dict[str, Any], name: str) -> float:
-    """The epoch's score by `name`, higher is better (a logloss is negated); NaN if undefined."""
-    if name not in metrics:
-        valid = sorted(k for k in metrics if k.startswith("val_"))
-        raise ConfigError(f"train.select_metric {name!r}: no such validation metric; valid: {valid}")
-    if metrics[name] is None:  # absent (e.g. GAUC of a data set without groups)
-        return math.nan
-    value = float(metrics[name])
-    return -value if "logloss" in name else value
-
-
-def _better(score: float, best: dict[str, Any] | None) -> bool:
-    """NaN never beats a number; the first epoch is the best so far whatever its score."""
-    if best is None:
-        return True
-    if math.isnan(score):
-        return False
-    return math.isnan(best["score"]) or score > best["score"]
 
 
 def _best_checkpoint(epoch: int) -> Any:
@@ -193,7 +153,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if window is not None:  # rank 0's: Ray Train keeps rank 0's report
             metrics.update(window.as_metrics())
         score = select_score(metrics, select)
-        if _better(score, best):
+        if better(score, best):
             best = {"epoch": epoch + 1, "score": score}
         stopped = config.train.patience is not None and epoch + 1 - best["epoch"] >= config.train.patience
         metrics.update({SELECT_SCORE: UNSCORED if math.isnan(score) else score, "best_epoch": best["epoch"]})
