@@ -7,6 +7,12 @@ better than always predicting the base rate; lower is better), calibration is th
 predictions over the sum of labels (1 = calibrated). The window is ours: the last N
 steps' sufficient statistics, summed when read.
 
+Those few lines are restated here (`step_states`, `window_figures`) rather than imported:
+importing `torchrec.metrics` imports torchmetrics, which imports scipy.signal and matplotlib,
+1.4 s of the 5.5 s that `python -X importtime -c "import ray_jobs.training.loop"` took on the
+2-core machine, paid by every training worker of every job and trial. The tests check them
+against torchrec.metrics' functions (and against sklearn).
+
 Why not `RecMetricModule` / `NEMetric` / `CalibrationMetric` themselves: they run on CPU, and
 `local_compute()` reads one rank's window without a collective, but their update is torchmetrics'
 per-task Python (tasks as dicts of [B] tensors, a deque of states per window state). Timed on
@@ -29,18 +35,38 @@ shuffled across workers, so one worker's window estimates the global one.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Sequence
 
 import torch
-from torchrec.metrics.calibration import compute_calibration, get_calibration_states
-from torchrec.metrics.ne import compute_ne, get_ne_states
 
 from modules.model import StepOutput
 
 ETA = 1e-12  # torchrec.metrics' default clamp of predictions and of the base rate
 # the sufficient statistics of one step, per task, in this order
 _STATES = ("cross_entropy_sum", "weighted_num_samples", "pos_labels", "neg_labels", "calibration_num")
+
+
+def step_states(predictions: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """One step's sufficient statistics [len(_STATES), T] (float64), from predictions, labels
+    and weights in torchrec's [T, B] layout: `ne.get_ne_states` (cross entropy in bits, the
+    predictions clamped to [ETA, 1 - ETA]) and `calibration.get_calibration_states`' numerator."""
+    p, y, w = predictions.double(), labels.double(), weights.double()
+    clamped = p.clamp(min=ETA, max=1 - ETA)
+    cross_entropy = -w * y * torch.log2(clamped) - w * (1.0 - y) * torch.log2(1.0 - clamped)
+    return torch.stack([cross_entropy.sum(-1), w.sum(-1), (w * y).sum(-1), (w * (1.0 - y)).sum(-1), (p * w).sum(-1)])
+
+
+def window_figures(total: torch.Tensor) -> dict[str, torch.Tensor]:
+    """NE, calibration and mean BCE (nats) [T] from summed `step_states` [len(_STATES), T]:
+    `ne.compute_ne` and `calibration.compute_calibration` (0 where a task has no positive)."""
+    ce, samples, pos, neg, num = total
+    base_rate = (pos / samples.clamp(min=ETA)).clamp(min=ETA, max=1 - ETA)
+    base_entropy = -pos * torch.log2(base_rate) - neg * torch.log2(1.0 - base_rate)
+    return {"ne": ce / base_entropy,
+            "calibration": torch.where(pos <= 0.0, 0.0, num / pos).double(),
+            "loss": ce * math.log(2.0) / samples.clamp_min(ETA)}  # torchrec's cross entropy is in bits
 
 
 class WindowMetrics:
@@ -74,12 +100,8 @@ class WindowMetrics:
         """Adds one step from probabilities [B, T], labels [B, T] and row weights [B]."""
         if predictions.shape[1] != len(self.tasks):
             raise ValueError(f"predictions have {predictions.shape[1]} tasks, expected {len(self.tasks)}: {self.tasks}")
-        # torchrec's layout: [T, B]; float32, so that get_ne_states' .double() copies before its in-place clamp
-        preds, labels = predictions.detach().float().t(), labels.detach().t().double()
-        weights = weight.detach().double().expand_as(preds)
-        num = get_calibration_states(labels, preds.double(), weights)["calibration_num"]
-        ne = get_ne_states(labels, preds, weights, ETA)
-        self._rows.append(torch.stack([*(ne[name] for name in _STATES[:-1]), num]))  # [S, T]
+        preds = predictions.detach().float().t()  # torchrec's layout: [T, B]
+        self._rows.append(step_states(preds, labels.detach().t(), weight.detach().expand_as(preds)))  # [S, T]
         self._steps += 1
 
     def state(self) -> dict | None:
@@ -109,13 +131,7 @@ class WindowMetrics:
             return {}
         device = self._rows[-1].device
         total = torch.stack([row.to(device) for row in self._rows]).sum(0)  # [S, T]
-        ce, samples, pos, neg, num = total
-        return {
-            "ne": compute_ne(ce, samples, pos, neg, ETA).tolist(),
-            "calibration": compute_calibration(num, pos).tolist(),
-            # torchrec's cross entropy is in bits; the training loss is in nats
-            "loss": (ce * torch.log(torch.tensor(2.0, dtype=torch.float64)) / samples.clamp_min(ETA)).tolist(),
-        }
+        return {name: values.tolist() for name, values in window_figures(total).items()}
 
     def as_metrics(self, prefix: str = "train_window") -> dict[str, float]:
         """Flat `{prefix}_ne/<task>`, `{prefix}_calibration/<task>` for a report / metrics.json."""

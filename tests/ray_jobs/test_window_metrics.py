@@ -117,3 +117,28 @@ def test_a_window_longer_than_the_run_holds_and_checkpoints_only_the_steps_it_sa
     assert len(state["rows"]) == 4 and long.steps == 4
     _assert_close(long.compute(), _reference(_steps(4)))
     assert long.compute() == short.compute()
+
+
+def test_states_and_figures_equal_torchrec_metrics_functions():
+    """The restated definitions (`step_states`, `window_figures`) against torchrec.metrics' own,
+    on extreme predictions (0 and 1, clamped by eta), padding rows and a task with no positive."""
+    from torchrec.metrics.calibration import compute_calibration, get_calibration_states
+    from torchrec.metrics.ne import compute_ne, get_ne_states
+
+    from ray_jobs.training.window_metrics import ETA, step_states, window_figures
+
+    generator = torch.Generator().manual_seed(0)
+    preds = torch.rand(3, 200, generator=generator)
+    preds[0, :10], preds[1, :10] = 0.0, 1.0
+    labels = (torch.rand(3, 200, generator=generator) < 0.3).double()
+    labels[2] = 0.0  # no positive: calibration 0, NE of a zero base rate
+    weights = torch.ones(3, 200, dtype=torch.float64)
+    weights[:, -20:] = 0.0
+    ne = get_ne_states(labels, preds.clone(), weights, ETA)
+    expected = torch.stack([ne["cross_entropy_sum"], ne["weighted_num_samples"], ne["pos_labels"], ne["neg_labels"],
+                            get_calibration_states(labels, preds.double(), weights)["calibration_num"]])
+    states = step_states(preds, labels, weights)
+    torch.testing.assert_close(states, expected)
+    figures = window_figures(states)
+    torch.testing.assert_close(figures["ne"], compute_ne(*expected[:4], ETA))
+    torch.testing.assert_close(figures["calibration"], compute_calibration(expected[4], expected[2]))
