@@ -41,7 +41,8 @@ from ray_jobs.training.fault_injection import SelfKill
 from ray_jobs.training.progress import EpochProgress
 from ray_jobs.training.selection import SELECT_SCORE, UNSCORED, better, select_metric_name, select_score
 from ray_jobs.training.window_metrics import WindowMetrics
-from ray_jobs.training.worker import WorkerContext, build_sharded_model, json_default, shard_batches, worker_nodes
+from ray_jobs.training.worker import (WorkerContext, build_sharded_model, json_default, shard_batches, warm_up_shards,
+                                     worker_nodes)
 from sharding.checkpoint import load_sharded, save_sharded
 from sharding.optim import combined_optimizer
 
@@ -139,6 +140,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                              stats.metrics(world_size)["train_samples_per_s"])
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
+        # this epoch's split, then the next one's split coordinator starts while it trains
+        upcoming = train_split(config, epoch + 1) if epoch + 1 < config.train.epochs else "test"
+        warm_up_shards([train_split(config, epoch), *(["valid"] if epoch == start_epoch else []), upcoming])
         batches = shard_batches(train_split(config, epoch), config, collate,
                                 local_shuffle(config, train_rows, epoch, rank))
         stats = train_epoch(sharded, optimizer, batches, device, config.train.max_steps_per_epoch, on_step,
