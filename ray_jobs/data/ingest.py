@@ -16,7 +16,9 @@ coordinator bumps after each epoch), but a worker group restarted by Ray Train b
 `streaming_split` whose execution index starts at 0 again, so a run resumed in epoch 3 would
 replay epoch 1's order. A dataset per epoch with a fixed seed has the same order in every
 attempt. Ray Train splits a dataset lazily, on a worker's first `get_dataset_shard`, so each
-costs one idle split coordinator actor (0 CPU) from its epoch on.
+costs one idle split coordinator actor (0 CPU) from the epoch before its own on (the loop asks
+for the next epoch's shard ahead, `training.worker.warm_up_shards`, so that the actor's start
+does not delay the epoch's first batch).
 
 Splits of at most `data.in_memory_max_rows` rows are read once per job into Ray's object
 store (`materialize`): validation and test are then not re-read from Parquet every epoch,
