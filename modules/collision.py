@@ -38,7 +38,7 @@ from torchrec.modules.mc_modules import (
 )
 from torchrec.sparse.jagged_tensor import JaggedTensor, KeyedJaggedTensor
 
-from modules.collision_config import POLICIES, RAW_ID_MAX, BoundedFeature, Policy
+from modules.collision_config import POLICIES, BoundedFeature, Policy
 from modules.spec import DatasetSpec
 from modules.strict import ConfigError
 

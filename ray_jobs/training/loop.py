@@ -140,11 +140,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
                              stats.metrics(world_size)["train_samples_per_s"])
             injected_fault.after_step()  # chaos testing (ray_jobs/fault_injection.py); a no-op unless set
 
-        # this epoch's split, then the next one's split coordinator starts while it trains
+        split = train_split(config, epoch)
         upcoming = train_split(config, epoch + 1) if epoch + 1 < config.train.epochs else "test"
-        warm_up_shards([train_split(config, epoch), *(["valid"] if epoch == start_epoch else []), upcoming])
-        batches = shard_batches(train_split(config, epoch), config, collate,
-                                local_shuffle(config, train_rows, epoch, rank))
+        warm_up_shards([split, *(["valid"] if epoch == start_epoch else []), upcoming])  # upcoming's starts meanwhile
+        batches = shard_batches(split, config, collate, local_shuffle(config, train_rows, epoch, rank))
         stats = train_epoch(sharded, optimizer, batches, device, config.train.max_steps_per_epoch, on_step,
                             skip=skip if epoch == start_epoch else 0, autocast=config.train.dense_autocast,
                             window=window)

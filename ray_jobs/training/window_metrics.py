@@ -100,7 +100,7 @@ class WindowMetrics:
         """Adds one step from probabilities [B, T], labels [B, T] and row weights [B]."""
         if predictions.shape[1] != len(self.tasks):
             raise ValueError(f"predictions have {predictions.shape[1]} tasks, expected {len(self.tasks)}: {self.tasks}")
-        preds = predictions.detach().float().t()  # torchrec's layout: [T, B]
+        preds = predictions.detach().t()  # torchrec's layout: [T, B]; step_states converts to float64
         self._rows.append(step_states(preds, labels.detach().t(), weight.detach().expand_as(preds)))  # [S, T]
         self._steps += 1
 

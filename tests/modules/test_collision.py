@@ -149,3 +149,10 @@ def test_flush_merges_the_pending_window_and_state_dict_resumes_exactly():
         assert a.features.values().tolist() == b.features.values().tolist()
         assert a.reassigned["f"].tolist() == b.reassigned["f"].tolist()
     assert resumed.stats() == r.stats() and r.stats()["f"].evictions > 0
+
+
+def test_raw_id_max_stays_below_the_empty_slot_marker_of_mch():
+    """collision_config states RAW_ID_MAX without torch; TorchRec's MCH marks empty slots with int64 max."""
+    from modules.collision_config import RAW_ID_MAX
+
+    assert RAW_ID_MAX == torch.iinfo(torch.int64).max - 1
