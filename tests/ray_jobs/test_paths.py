@@ -1,7 +1,8 @@
 """A job's data.path and runs_dir mean the same directory on every node (ray_jobs/core/paths.py).
 
-The cluster's shape is passed in here (`connected_cluster_shape`, which reads it from Ray inside
-a submitted job, is checked by tests/platform/test_job_submit.py); what is tested is the rule
+The rule's tests pass the cluster's shape in; `connected_cluster_shape`, which reads it from Ray,
+is checked against the test session's Ray below and, inside a job under `ray job submit` on a
+CPU-less head, by tests/platform/test_fake_autoscaler.py. What is tested here is the rule
 itself: which path is kept, which is resolved against what, which is refused before anything
 starts, and that the data set a job generates lands at the absolute path.
 """
@@ -9,6 +10,9 @@ starts, and that the data set a job generates lands at the absolute path.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,8 +20,9 @@ import pytest
 from modules.strict import ConfigError
 from ray_jobs.core.cli import add_job_flags, job_from_args
 from ray_jobs.core.config import DataConfig, JobConfig
-from ray_jobs.core.paths import SHARED_DIR_ENV, ClusterShape, job_paths
+from ray_jobs.core.paths import SHARED_DIR_ENV, ClusterShape, connected_cluster_shape, job_paths
 
+ROOT = Path(__file__).resolve().parents[2]
 ONE_NODE = ClusterShape(alive_nodes=1, driver_node_cpus=4)
 TWO_NODES = ClusterShape(alive_nodes=2, driver_node_cpus=4)
 CPU_LESS_HEAD = ClusterShape(alive_nodes=1, driver_node_cpus=0)  # cluster.yaml's head before workers scale up
@@ -47,6 +52,21 @@ def test_relative_path_on_a_multi_node_cluster_is_refused_naming_the_key(tmp_pat
         job_paths(_config(), cwd=tmp_path, cluster=lambda: shape)
     with pytest.raises(ConfigError, match="runs_dir 'runs' is relative"):
         job_paths(_config(data=str(tmp_path / "d")), cwd=tmp_path, cluster=lambda: shape)
+
+
+def test_connected_cluster_shape_reads_the_driver_node_from_ray(ray_session):
+    [node] = [n for n in ray_session.nodes() if n["Alive"]]
+    assert connected_cluster_shape() == ClusterShape(alive_nodes=1, driver_node_cpus=node["Resources"]["CPU"])
+    assert not connected_cluster_shape().spans_nodes
+
+
+def test_no_cluster_to_join_has_no_shape(tmp_path):
+    """A driver with neither an initialised Ray nor $RAY_ADDRESS starts a local one-node Ray."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    probe = subprocess.run([sys.executable, "-c", "from ray_jobs.core.paths import connected_cluster_shape as s; "
+                            "import ray; print(s(), ray.is_initialized())"], env=env, cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0 and probe.stdout.split() == ["None", "False"], probe.stdout + probe.stderr
 
 
 def test_absolute_paths_are_kept_and_need_no_cluster_lookup(tmp_path):
