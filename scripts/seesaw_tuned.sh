@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The controlled double-seesaw benchmark with tuned models (issue 22, docs/results_seesaw.md):
+# every model (SharedBottom and MMoE included) gets a Ray Tune search of its own on the all_on
+# data's validation split (ASHA, the budget of configs/seesaw.yaml), and its best config then
+# trains with the comparison's seeds on all_on and on the term-off variants (hyper-parameters
+# chosen once, on all_on validation; test metrics never seen by the search).
+# Data and the untuned runs are scripts/seesaw_benchmark.sh's (the same data directories).
+#   bash scripts/seesaw_tuned.sh                       # 6 trials a model, 3 seeds, all variants
+#   TRIALS=4 OFF_SEEDS=0,1 bash scripts/seesaw_tuned.sh
+set -euo pipefail
+PY=${PY:-.venv/bin/python}
+TRIALS=${TRIALS:-6}
+SEEDS=${SEEDS:-0,1,2}          # all_on
+OFF_SEEDS=${OFF_SEEDS:-$SEEDS}  # the term-off variants
+VARIANTS=${VARIANTS:-"all_on user_groups_off domain_dims_off conflict_off capacity_off"}
+TUNE=runs/seesaw-tune
+SIZE=(--rows 400000 --set num_users=2000 --set num_items=4000 --set num_authors=500 --set files_per_split=4)
+declare -A OFF=([all_on]="" [user_groups_off]=user_group_scale [domain_dims_off]=domain_dim_scale
+                [conflict_off]=conflict_fraction [capacity_off]=capacity_scale)
+declare -A MODELS=([all_on]="sharedbottom mmoe pepnet stem smes" [user_groups_off]="sharedbottom mmoe pepnet"
+                   [domain_dims_off]="sharedbottom mmoe pepnet" [conflict_off]="sharedbottom mmoe stem"
+                   [capacity_off]="sharedbottom mmoe smes")
+for variant in $VARIANTS; do
+  data=data/seesaw/$variant
+  if [ ! -f "$data/generator.json" ]; then
+    off=(); [ -n "${OFF[$variant]}" ] && off=(--set "${OFF[$variant]}=0")
+    $PY -m ray_jobs.generate --preset seesaw --out "$data" "${SIZE[@]}" "${off[@]}"
+  fi
+done
+# One search per model on all_on (running it again resumes a finished or interrupted search)
+for model in ${MODELS[all_on]}; do
+  $PY -m ray_jobs.tune --space "tune_spaces/$model.py" --config configs/seesaw.yaml --data data/seesaw/all_on \
+      --num-samples "$TRIALS" --max-concurrent 1 --storage "$TUNE" --name "$model"
+done
+for variant in $VARIANTS; do
+  seeds=$SEEDS; [ "$variant" != all_on ] && seeds=$OFF_SEEDS
+  models=$(for m in ${MODELS[$variant]}; do printf '%s=@%s/%s/best_config.yaml,' "$m" "$TUNE" "$m"; done)
+  $PY -m ray_jobs.compare --models "${models%,}" --config configs/seesaw.yaml --data "data/seesaw/$variant" \
+      --seeds "$seeds" --reuse --runs-dir "runs/seesaw-tuned/$variant" --out "reports/seesaw-tuned/$variant"
+  $PY -m ray_jobs.compare --models "${models%,}" --config configs/seesaw.yaml --data "data/seesaw/$variant" \
+      --seeds "$seeds" --reuse --runs-dir "runs/seesaw-tuned/$variant" --runs-prefix "$variant" --baseline mmoe \
+      --out "reports/seesaw-tuned/$variant-vs-mmoe"
+done
+$PY -m ray_jobs.reports.mechanisms reports/seesaw-tuned
