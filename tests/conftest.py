@@ -89,6 +89,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(work_unit(item.nodeid), len(rank)))  # stable
 
 
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: plain `pytest` runs without xdist too
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """xdist's by-file scheduling over `work_unit`s, in collection order (no reordering by size)."""
     from xdist.scheduler import LoadScopeScheduling
