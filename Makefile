@@ -10,8 +10,9 @@ venv: .venv/.installed
 demo: venv
 	$(PY) -m ray_jobs.train
 
-# two pytest-xdist workers: the cluster and Tune tests wait on Ray part of the time, and the
-# other worker's tests use it (19.6 min instead of 23 on 2 cores, BENCHMARKS.md)
+# two pytest-xdist workers (tests/conftest.py hands out the longest files first): the cluster and
+# Tune tests wait on Ray part of the time, and the other worker's tests use it (17.3 min of
+# pytest instead of 23 on 2 cores, BENCHMARKS.md)
 TEST_WORKERS ?= 2
 test: venv
 	$(PY) -m pytest -q -n $(TEST_WORKERS)

@@ -5,11 +5,11 @@
 # trains with the comparison's seeds on all_on and on the term-off variants (hyper-parameters
 # chosen once, on all_on validation; test metrics never seen by the search).
 # Data and the untuned runs are scripts/seesaw_benchmark.sh's (the same data directories).
-#   bash scripts/seesaw_tuned.sh                       # 6 trials a model, 3 seeds, all variants
+#   bash scripts/seesaw_tuned.sh                       # 8 trials a model, 3 seeds, all variants
 #   TRIALS=4 OFF_SEEDS=0,1 bash scripts/seesaw_tuned.sh
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
-TRIALS=${TRIALS:-6}
+TRIALS=${TRIALS:-8}
 SEEDS=${SEEDS:-0,1,2}          # all_on
 OFF_SEEDS=${OFF_SEEDS:-$SEEDS}  # the term-off variants
 VARIANTS=${VARIANTS:-"all_on user_groups_off domain_dims_off conflict_off capacity_off"}
