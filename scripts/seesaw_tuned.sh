@@ -4,7 +4,7 @@
 # data's validation split (ASHA, the budget of configs/seesaw.yaml), and its best config then
 # trains with the comparison's seeds on all_on and on the term-off variants (hyper-parameters
 # chosen once, on all_on validation; test metrics never seen by the search).
-# Data and the untuned runs are scripts/seesaw_benchmark.sh's (the same data directories).
+# The data directories are scripts/seesaw_benchmark.sh's (generated here when missing).
 #   bash scripts/seesaw_tuned.sh                       # 8 trials a model, 3 seeds, all variants
 #   TRIALS=4 OFF_SEEDS=0,1 bash scripts/seesaw_tuned.sh
 set -euo pipefail
