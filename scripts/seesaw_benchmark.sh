@@ -10,18 +10,13 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 SEEDS=${SEEDS:-0,1,2}          # all_on
 OFF_SEEDS=${OFF_SEEDS:-$SEEDS}  # the term-off variants
-SIZE=(--rows 400000 --set num_users=2000 --set num_items=4000 --set num_authors=500 --set files_per_split=4)
-declare -A OFF=([all_on]="" [user_groups_off]=user_group_scale [domain_dims_off]=domain_dim_scale
-                [conflict_off]=conflict_fraction [capacity_off]=capacity_scale)
+source "$(dirname "$0")/seesaw_data.sh"
 declare -A MODELS=([all_on]=sharedbottom,mmoe,pepnet,stem,smes [user_groups_off]=sharedbottom,mmoe,pepnet
                    [domain_dims_off]=sharedbottom,mmoe,pepnet [conflict_off]=sharedbottom,mmoe,stem
                    [capacity_off]=sharedbottom,mmoe,smes)
 for variant in all_on user_groups_off domain_dims_off conflict_off capacity_off; do
   data=data/seesaw/$variant
-  if [ ! -f "$data/generator.json" ]; then
-    off=(); [ -n "${OFF[$variant]}" ] && off=(--set "${OFF[$variant]}=0")
-    $PY -m ray_jobs.generate --preset seesaw --out "$data" "${SIZE[@]}" "${off[@]}"
-  fi
+  seesaw_data "$variant"
   seeds=$SEEDS; [ "$variant" != all_on ] && seeds=$OFF_SEEDS
   $PY -m ray_jobs.compare --models "${MODELS[$variant]}" --config configs/seesaw.yaml --data "$data" \
       --seeds "$seeds" --reuse --runs-dir runs/seesaw/$variant --out reports/seesaw/$variant

@@ -4,7 +4,7 @@
 # data's validation split (ASHA, the budget of configs/seesaw.yaml), and its best config then
 # trains with the comparison's seeds on all_on and on the term-off variants (hyper-parameters
 # chosen once, on all_on validation; test metrics never seen by the search).
-# The data directories are scripts/seesaw_benchmark.sh's (generated here when missing).
+# The data: scripts/seesaw_data.sh, the same directories as scripts/seesaw_benchmark.sh's.
 #   bash scripts/seesaw_tuned.sh                       # 8 trials a model, 3 seeds, all variants
 #   TRIALS=4 OFF_SEEDS=0,1 bash scripts/seesaw_tuned.sh
 set -euo pipefail
@@ -14,18 +14,12 @@ SEEDS=${SEEDS:-0,1,2}          # all_on
 OFF_SEEDS=${OFF_SEEDS:-$SEEDS}  # the term-off variants
 VARIANTS=${VARIANTS:-"all_on user_groups_off domain_dims_off conflict_off capacity_off"}
 TUNE=runs/seesaw-tune
-SIZE=(--rows 400000 --set num_users=2000 --set num_items=4000 --set num_authors=500 --set files_per_split=4)
-declare -A OFF=([all_on]="" [user_groups_off]=user_group_scale [domain_dims_off]=domain_dim_scale
-                [conflict_off]=conflict_fraction [capacity_off]=capacity_scale)
+source "$(dirname "$0")/seesaw_data.sh"
 declare -A MODELS=([all_on]="sharedbottom mmoe pepnet stem smes" [user_groups_off]="sharedbottom mmoe pepnet"
                    [domain_dims_off]="sharedbottom mmoe pepnet" [conflict_off]="sharedbottom mmoe stem"
                    [capacity_off]="sharedbottom mmoe smes")
 for variant in $VARIANTS; do
-  data=data/seesaw/$variant
-  if [ ! -f "$data/generator.json" ]; then
-    off=(); [ -n "${OFF[$variant]}" ] && off=(--set "${OFF[$variant]}=0")
-    $PY -m ray_jobs.generate --preset seesaw --out "$data" "${SIZE[@]}" "${off[@]}"
-  fi
+  seesaw_data "$variant"
 done
 # One search per model on all_on (running it again resumes a finished or interrupted search)
 for model in ${MODELS[all_on]}; do
