@@ -10,8 +10,9 @@ architecture, epochs and batch size; the splits read into memory, validation eve
 test split scored at the end, metrics.json written). The ratio is Seesaw's wall time over the
 plain loop's; every fixed cost (Ray start-up, worker start, planning, Ray Data's executions)
 is in it; the moments of Seesaw's run (metrics.json's `timeline`: Ray up, splits read, the
-worker process and its sharded model, first epoch, test scored, ...) are columns beside it,
-seconds since its process started. Data: `data/kuairand` when it is prepared
+worker process and its sharded model, first epoch, test scored, ...) are rows beside it,
+seconds since its process started, after each epoch's overhead (its wall outside the train steps
+and the validation forwards: the first epoch's, the later ones' mean and its parts). Data: `data/kuairand` when it is prepared
 (`python -m ray_jobs.prepare recipes/kuairand.yaml --out data/kuairand`), else a synthetic
 set of the same size (38k train rows).
 """
@@ -108,7 +109,24 @@ def measure(data: Path, arch: str, epochs: int, batch_size: int, out: Path) -> d
     ref_auc = json.loads((ref_dir / "metrics.json").read_text())["summary"]["test_mean_auc"]
     return {"arch": arch, "seesaw_s": seesaw, "reference_s": reference, "ratio": seesaw / reference,
             "seesaw_test_auc": seesaw_metrics["summary"]["test_mean_auc"], "reference_test_auc": ref_auc,
+            **epoch_overheads(seesaw_metrics.get("epochs", [])),
             **{f"at {name}": t for name, t in seesaw_metrics.get("timeline", {}).items()}}
+
+
+def epoch_overheads(epochs: list[dict[str, float]]) -> dict[str, float]:
+    """The first epoch's and the later epochs' mean overhead (wall outside the train steps and
+    the validation forwards, `training.epoch.EpochTime`), and what the later ones' is made of."""
+    if not epochs:
+        return {}
+    later = epochs[1:] or epochs
+
+    def mean(key: str) -> float:
+        return sum(e[key] for e in later) / len(later)
+
+    return {"epoch 1 overhead s": epochs[0]["overhead_s"], "epochs 2+ overhead s": mean("overhead_s"),
+            "epochs 2+ wall s": mean("wall_s"), "epochs 2+: train input wait s": mean("train_input_wait_s"),
+            "epochs 2+: eval outside forward s": mean("eval_total_s") - mean("eval_forward_s"),
+            "epochs 2+: checkpoint s": mean("checkpoint_s")}
 
 
 def default_data(root: Path) -> Path:

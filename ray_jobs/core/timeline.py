@@ -44,3 +44,19 @@ class Timeline:
     def format(self, origin: float) -> str:
         """One line: 'ray_ready 9.6 | datasets_ready 13.3 | ...' (seconds after `origin`)."""
         return " | ".join(f"{name} {t:.1f}" for name, t in self.since(origin).items())
+
+
+class Stopwatch:
+    """Seconds spent inside `with stopwatch:` blocks, summed (e.g. a loop's model forwards,
+    apart from the waits between them)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> "Stopwatch":
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds += time.perf_counter() - self._started

@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from modules.batch import Batch
 from modules.spec import DatasetSpec
+from ray_jobs.core.timeline import Stopwatch
 from ray_jobs.evaluation.metrics import cell_metrics
 from ray_jobs.training.lockstep import lockstep
 
@@ -65,17 +66,21 @@ class Predictions:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, batches: Iterable[Batch], pad: Batch, device: torch.device) -> Predictions:
+def predict(model: torch.nn.Module, batches: Iterable[Batch], pad: Batch, device: torch.device,
+            forward_clock: Stopwatch | None = None) -> Predictions:
     """Scores this worker's batches; runs in lockstep (padding) so no worker's rows are dropped.
 
     `model` is the DMP-wrapped SeesawModel; padding rows (weight 0) are removed from the result.
+    `forward_clock` sums the seconds spent in the model's forwards (not in waiting for batches).
     """
     was_training = model.training
     model.eval()
     parts = []
+    clock = forward_clock or Stopwatch()
     for batch in lockstep(batches, pad=lambda: pad):
         batch = batch.to(device)
-        _, out = model(batch)
+        with clock:
+            _, out = model(batch)
         keep = (batch.weight > 0).cpu().numpy()
         parts.append(Predictions(torch.sigmoid(out.logits).cpu().numpy()[keep], batch.labels.cpu().numpy()[keep],
                                  batch.domain.cpu().numpy()[keep], batch.group.cpu().numpy()[keep],

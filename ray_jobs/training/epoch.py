@@ -70,6 +70,47 @@ class EpochStats:
         }
 
 
+@dataclass(frozen=True)
+class EpochTime:
+    """Where one epoch's wall time went on this worker, in seconds (metrics.json's `epochs`).
+
+    `wall`: the epoch's start (its shards asked for) to its checkpoint reported. `train_compute`:
+    the train steps, a batch in hand to its step done; the first step's compute is inside its
+    wait for the first batch, so it is counted as the median step. `eval_forward`: the
+    validation forwards. `overhead` is the rest: the input pipeline's waits (the epoch's first
+    batch above all), lockstep's waits for a slower worker, the evaluation's batch waits, metrics and gathering, the checkpoint saved
+    and reported, the curves written (issue 19's target: <= 1 s for splits that fit in memory).
+    """
+
+    epoch: int  # 1-based
+    wall: float
+    train_compute: float
+    train_input_wait: float
+    eval_forward: float
+    eval_total: float
+    checkpoint: float
+
+    @property
+    def overhead(self) -> float:
+        return self.wall - self.train_compute - self.eval_forward
+
+    @staticmethod
+    def of(epoch: int, wall: float, stats: EpochStats, eval_forward: float, eval_total: float,
+           checkpoint: float) -> "EpochTime":
+        steps = np.asarray(stats.step_s[1:]) if stats.steps > 1 else np.zeros(1)
+        first_compute = min(float(np.median(steps)), stats.first_batch_s) if stats.steps else 0.0
+        return EpochTime(epoch, wall, float(steps.sum()) + first_compute,
+                         stats.first_batch_s - first_compute + float(sum(stats.wait_s)),
+                         eval_forward, eval_total, checkpoint)
+
+    def as_dict(self) -> dict[str, float]:
+        """Every field and the overhead, rounded to milliseconds, with an `_s` suffix."""
+        values = {"wall": self.wall, "train_compute": self.train_compute, "train_input_wait": self.train_input_wait,
+                  "eval_forward": self.eval_forward, "eval_total": self.eval_total, "checkpoint": self.checkpoint,
+                  "overhead": self.overhead}
+        return {"epoch": self.epoch, **{f"{k}_s": round(v, 3) for k, v in values.items()}}
+
+
 class TimedIterator:
     """Wraps an iterator and accumulates the seconds spent waiting in next()."""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from modules.strict import to_dict
 from ray_jobs.core.config import JobConfig
 from ray_jobs.core.log import rank0
 from ray_jobs.core.tables import cell
-from ray_jobs.core.timeline import Timeline, process_started
+from ray_jobs.core.timeline import Stopwatch, Timeline, process_started
 from ray_jobs.core.run_dir import METRICS_FILE, PREDICTIONS_FILE
 from ray_jobs.data.collate import Collator
 from ray_jobs.data.ingest import local_shuffle, train_split
@@ -36,7 +37,7 @@ from ray_jobs.training.curves import Curves
 from ray_jobs.evaluation.metrics import summary
 from ray_jobs.evaluation.predictions import Predictions, gather, predict
 from ray_jobs.training.elastic import DRIVER_ID, WORLD_SIZE, mapped_skip, resume_record
-from ray_jobs.training.epoch import EpochStats, train_epoch
+from ray_jobs.training.epoch import EpochStats, EpochTime, train_epoch
 from ray_jobs.training.fault_injection import SelfKill
 from ray_jobs.training.progress import EpochProgress
 from ray_jobs.training.selection import SELECT_SCORE, UNSCORED, better, select_metric_name, select_score
@@ -118,9 +119,11 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     if window is not None and checkpoint is not None:
         window.load(progress.get("window"))  # the window of the checkpointed step: resumed curves are exact
     curves = Curves(worker.run_dir, rank, purge_step=global_step)
+    epoch_times: list[dict[str, float]] = []  # this worker group's epochs (`EpochTime`), for metrics.json
     for epoch in range(start_epoch, config.train.epochs):
         if stopped:
             break
+        epoch_started = time.perf_counter()
 
         progress = EpochProgress(rank, epoch, config.train.epochs, min(steps_hint, config.train.max_steps_per_epoch or steps_hint),
                                  spec.tasks, world_size, config.train.log_every, window)
@@ -150,7 +153,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         progress.close(stats)
         global_step = step0 + stats.position
         model_epoch = epoch + 1
-        valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device))
+        eval_started, eval_forward = time.perf_counter(), Stopwatch()
+        valid = gather(predict(sharded, shard_batches("valid", config, collate), pad, device, eval_forward))
+        eval_total = time.perf_counter() - eval_started
         metrics, _ = _flat_metrics("val", valid, spec)
         metrics.update(epoch=epoch + 1, epoch_end=True, **stats.metrics(world_size))
         if window is not None:  # rank 0's: Ray Train keeps rank 0's report
@@ -169,20 +174,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         if stopped and epoch + 1 < config.train.epochs:
             rank0(rank, f"early stop: {config.train.patience} epoch(s) without a better {select} "
                         f"(best epoch {best['epoch']})")
+        checkpoint_started = time.perf_counter()
         save_checkpoint(metrics, sharded, optimizer,
                         {"epoch": epoch, "step": stats.position, "epoch_done": True, "best": best, "stopped": stopped,
                          "resumes": resumes, **elastic, "global_step": global_step,
                          "window": window.state() if window is not None else None}, rank, {})
+        now = time.perf_counter()
+        epoch_times.append(EpochTime.of(epoch + 1, now - epoch_started, stats, eval_forward.seconds, eval_total,
+                                        now - checkpoint_started).as_dict())
         if "first_epoch_done" not in timeline.moments:
             timeline.mark("first_epoch_done")
     curves.close()
     timeline.mark("training_done")
-    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes, timeline)
+    _score_best_epoch(loop_config, worker, sharded, collate, best, model_epoch, select, resumes, timeline, epoch_times)
 
 
 def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharded: torch.nn.Module,
                       collate: Collator, best: dict[str, Any] | None, model_epoch: int, select: str,
-                      resumes: list[dict[str, Any]], timeline: Timeline) -> None:
+                      resumes: list[dict[str, Any]], timeline: Timeline, epoch_times: list[dict[str, float]]) -> None:
     """Collective: loads the best epoch's weights (unless the model holds them), scores the test
     split and reports metrics.json + the test predictions in a last, model-less checkpoint.
 
@@ -190,7 +199,9 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
     restarted), with the checkpoint position it resumed from (1-based epoch, step within it
     and whether that epoch had ended), the world size before and after, the time and the
     reason (`training.elastic.resume_record`); [] for an uninterrupted run. `timeline`: rank 0's
-    moments (`core.timeline`, wall-clock), which the driver turns into metrics.json's `timeline`."""
+    moments (`core.timeline`, wall-clock), which the driver turns into metrics.json's `timeline`;
+    `epochs`: where each epoch's wall time went on rank 0 (`training.epoch.EpochTime`), the
+    epochs this worker group trained (after a restart, those since it)."""
     config, spec, rank, device = worker.config, worker.spec, worker.rank, worker.device
     if best is None:
         raise RuntimeError("no epoch was trained (train.epochs 0?)")
@@ -210,7 +221,8 @@ def _score_best_epoch(loop_config: dict[str, Any], worker: WorkerContext, sharde
     metrics.update(test_metrics, epoch=max(model_epoch, best["epoch"]), best_epoch=best["epoch"],
                    select_metric=select, best_checkpoint=chosen.path)
     files = {METRICS_FILE: {"summary": metrics, "cells": cells, "job": to_dict(config), "spec": loop_config["spec"],
-                            "worker_nodes": worker_nodes(), "resumes": resumes, "timeline": timeline.moments},
+                            "worker_nodes": worker_nodes(), "resumes": resumes, "timeline": timeline.moments,
+                            "epochs": epoch_times},
              PREDICTIONS_FILE: lambda path: test.save(path, spec)}
     with tempfile.TemporaryDirectory() as directory:
         if rank == 0:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.dataset as pads
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from modules.spec import DatasetSpec
@@ -47,6 +48,14 @@ def test_train_learns_and_writes_run_dir(trained_run):
     # (a worker process may be one Ray started earlier, idle until the worker group took it)
     assert timeline.pop("worker_process_started") <= timeline["worker_loop_started"]
     assert list(timeline) == order and timeline["driver_process_started"] == 0.0
+    # where each epoch's wall time went on rank 0 (training.epoch.EpochTime), inside the timeline's training span
+    epochs = metrics["epochs"]
+    assert [e["epoch"] for e in epochs] == list(range(1, config.train.epochs + 1))
+    for e in epochs:
+        parts = e["train_compute_s"] + e["train_input_wait_s"] + e["eval_total_s"] + e["checkpoint_s"]
+        assert e["train_compute_s"] > 0 and 0 < e["eval_forward_s"] <= e["eval_total_s"] and parts <= e["wall_s"] + 4e-3
+        assert e["overhead_s"] == pytest.approx(e["wall_s"] - e["train_compute_s"] - e["eval_forward_s"], abs=3e-3)
+    assert sum(e["wall_s"] for e in epochs) <= timeline["training_done"] - timeline["model_sharded"] + 0.02
     # the saved test predictions: every test row once, by id, and they give metrics.json's numbers
     spec = DatasetSpec.load(tiny_data)
     predictions = Predictions.load(run_dir / PREDICTIONS_FILE, spec.tasks)

@@ -44,11 +44,16 @@ def _datasets(config: JobConfig, splits=("train",)) -> dict:
     return ray_datasets(dataset, splits, config, epochs=config.train.epochs)
 
 
-def _epoch_ids(config: JobConfig, datasets: dict, name: str, epoch: int, ingest=None) -> list[np.ndarray]:
+def _epoch_ids(config: JobConfig, datasets: dict, name: str, epoch: int, ingest=None,
+               workers: int = WORKERS) -> list[np.ndarray]:
     """The sample ids each rank receives of dataset `name` in `epoch`, in order."""
-    iterators = (ingest or training_ingest()).configure({name: datasets[name]}, WORKERS, None, None)
+    iterators = (ingest or training_ingest()).configure({name: datasets[name]}, workers, None, None)
+    return _iterated_ids(config, iterators, name, epoch)
+
+
+def _iterated_ids(config: JobConfig, iterators: list[dict], name: str, epoch: int) -> list[np.ndarray]:
     rows = prepare_dataset(config).splits["train"].rows
-    out: list[np.ndarray | None] = [None] * WORKERS
+    out: list[np.ndarray | None] = [None] * len(iterators)
 
     def consume(rank: int) -> None:
         shuffle = local_shuffle(config, rows, epoch, rank) if name != "test" else None
@@ -57,7 +62,7 @@ def _epoch_ids(config: JobConfig, datasets: dict, name: str, epoch: int, ingest=
             batch_size=BATCH, batch_format="numpy", local_shuffle_buffer_size=buffer, local_shuffle_seed=seed)]
         out[rank] = np.concatenate(ids) if ids else np.zeros(0, np.int64)  # equal=False may give a rank nothing
 
-    threads = [threading.Thread(target=consume, args=(r,)) for r in range(WORKERS)]  # a split streams to all at once
+    threads = [threading.Thread(target=consume, args=(r,)) for r in range(len(iterators))]  # a split streams to all at once
     for t in threads:
         t.start()
     for t in threads:
@@ -114,6 +119,25 @@ def test_evaluation_shards_keep_every_row_of_an_odd_split(ray_session, uneven_da
     train_rows = pads.dataset(str(uneven_data / "train")).count_rows()
     shards = _epoch_ids(config, datasets, "train", 0, ingest=evaluation_ingest())
     assert sum(len(s) for s in shards) == train_rows
+
+
+@pytest.mark.parametrize("shuffle", ["full", "local"])
+def test_one_worker_reads_each_split_whole_in_the_order_of_a_one_way_split(ray_session, uneven_data, shuffle):
+    """A group of one worker gets Ray Data's plain iterator (no split coordinator actor): the
+    same rows in the same order as Ray's own `streaming_split(1)` gives, every epoch and split."""
+    from ray.data._internal.iterator.stream_split_iterator import StreamSplitDataIterator
+
+    config = _config(uneven_data, shuffle)
+    datasets = _datasets(config, ("train", "test"))
+    for name, epoch in [(train_split(config, 0), 0), (train_split(config, 1), 1), ("test", 0)]:
+        (whole,) = _epoch_ids(config, datasets, name, epoch, workers=1)
+        ds = datasets[name].copy(datasets[name])
+        ds.context.execution_options.preserve_order = True
+        (split,) = _iterated_ids(config, [{name: it} for it in ds.streaming_split(1, equal=True)], name, epoch)
+        np.testing.assert_array_equal(whole, split)
+    assert len(whole) == len(_file_order(uneven_data, "test"))
+    (iterators,) = training_ingest().configure({"test": datasets["test"]}, 1, None, None)
+    assert not isinstance(iterators["test"], StreamSplitDataIterator)
 
 
 _SHUFFLED_ORDER_ON_ANOTHER_CLUSTER = """
