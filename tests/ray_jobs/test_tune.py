@@ -95,7 +95,7 @@ def _epochs(result_json: str) -> list[int]:
 
 def _interrupt_after_first_epoch_of(trial_glob: Path, done: threading.Event) -> None:
     """Sends Tune's stop signal (as Ctrl+C would) once a trial's inner run checkpointed epoch 1."""
-    while not done.wait(0.5):
+    while not done.wait(0.05):
         if any(p.joinpath("train", "checkpoint_manager_snapshot.json").exists()
                for p in trial_glob.parent.glob(trial_glob.name)):
             os.kill(os.getpid(), signal.SIGUSR1)
@@ -109,7 +109,9 @@ def interrupted_then_resumed(ray_session, tiny_data, tmp_path_factory):
     space_path.write_text(SPACE)
     base = JobConfig(
         name="tune",
-        data=DataConfig(path=str(tiny_data), generate=None, batch_size=256),
+        # small batches: the interrupted trial's last epoch (from its epoch-1 checkpoint to its end) must
+        # outlast the signal's way to Tune; at 256 rows a one-worker epoch of tiny data took about 1 s
+        data=DataConfig(path=str(tiny_data), generate=None, batch_size=64),
         model=ModelConfig(arch="sharedbottom"),
         train=TrainConfig(epochs=EPOCHS, log_every=1000),
         workers=WorkersConfig(num_workers=1),
