@@ -75,8 +75,9 @@ class EpochTime:
     """Where one epoch's wall time went on this worker, in seconds (metrics.json's `epochs`).
 
     `wall`: the epoch's start (its shards asked for) to its checkpoint reported. `train_compute`:
-    the train steps, a batch in hand to its step done; the first step's compute is inside its
-    wait for the first batch, so it is counted as the median step. `eval_forward`: the
+    the train steps, a batch in hand to its step done (the per-step hooks included: the progress
+    bar, the curves, a mid-epoch checkpoint); the first step's compute is inside its wait for the
+    first batch, so it is counted as the median step. `eval_forward`: the
     validation forwards. `overhead` is the rest: the input pipeline's waits (the epoch's first
     batch above all), lockstep's waits for a slower worker, the evaluation's batch waits, metrics and gathering, the checkpoint saved
     and reported, the curves written (issue 19's target: <= 1 s for splits that fit in memory).
