@@ -2,12 +2,14 @@
 
 `python -m ray_jobs.benchmarks.time_to_result [--data DIR] [--archs sharedbottom,pepnet]`
 
-For each model, two fresh processes are timed from start to exit, one after the other:
+For each model, two fresh processes are timed from start to exit and to the moment they write
+metrics.json (the issue's measure: a local Ray's shutdown, about 1.5 s, comes after it), one
+after the other:
 `python -m ray_jobs.train` (local Ray, 1 worker, the whole path: Ray Data, Ray Train, the
 DMP-sharded EBC, validation every epoch, test scoring, the sharded checkpoint) and the plain
 loop below over the same Parquet rows (one process, `torch.nn.EmbeddingBag`, the same dense
 architecture, epochs and batch size; the splits read into memory, validation every epoch and the
-test split scored at the end, metrics.json written). The ratio is Seesaw's wall time over the
+test split scored at the end, metrics.json written). The ratios are Seesaw's times over the
 plain loop's; every fixed cost (Ray start-up, worker start, planning, Ray Data's executions)
 is in it; the moments of Seesaw's run (metrics.json's `timeline`: Ray up, splits read, the
 worker process and its sharded model, first epoch, test scored, ...) are rows beside it,
@@ -83,31 +85,35 @@ def reference_main(data: str, arch: str, epochs: int, batch_size: int, out: Path
     (out / "metrics.json").write_text(json.dumps({"summary": summary}, indent=2))
 
 
-def _timed(command: list[str], metrics: Path) -> float:
-    """Seconds from starting `command` to its exit; an error unless it wrote `metrics`."""
-    start = time.perf_counter()
+def _timed(command: list[str], metrics: Path) -> tuple[float, float]:
+    """Seconds from starting `command` to its exit, and to its last write of `metrics` (the
+    result; Ray's shutdown comes after it); an error unless it wrote `metrics`."""
+    started, start = time.time(), time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if proc.returncode != 0 or not metrics.exists():
         raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
-    return wall
+    return wall, metrics.stat().st_mtime - started
 
 
 def measure(data: Path, arch: str, epochs: int, batch_size: int, out: Path) -> dict[str, float | str]:
-    """One model: Seesaw's and the plain loop's wall time, process start to metrics.json."""
+    """One model: Seesaw's and the plain loop's wall time, process start to exit and to
+    metrics.json (`_timed`)."""
     stamp = time.strftime("%H%M%S")
     seesaw_run = f"ttr-{arch}-{stamp}"
-    seesaw = _timed([sys.executable, "-m", "ray_jobs.train", "--data", str(data), "--arch", arch,
+    seesaw, seesaw_result = _timed([sys.executable, "-m", "ray_jobs.train", "--data", str(data), "--arch", arch,
                      "--epochs", str(epochs), "--num-workers", "1", "--run-name", seesaw_run,
                      "--set", f"runs_dir={out}", "--set", f"data.batch_size={batch_size}"],
                     out / seesaw_run / "metrics.json")
     ref_dir = out / f"reference-{arch}-{stamp}"
-    reference = _timed([sys.executable, "-m", "ray_jobs.benchmarks.time_to_result", "--reference", "--data", str(data),
+    reference, reference_result = _timed([sys.executable, "-m", "ray_jobs.benchmarks.time_to_result", "--reference", "--data", str(data),
                         "--archs", arch, "--epochs", str(epochs), "--batch-size", str(batch_size), "--out", str(ref_dir)],
                        ref_dir / "metrics.json")
     seesaw_metrics = json.loads((out / seesaw_run / "metrics.json").read_text())
     ref_auc = json.loads((ref_dir / "metrics.json").read_text())["summary"]["test_mean_auc"]
     return {"arch": arch, "seesaw_s": seesaw, "reference_s": reference, "ratio": seesaw / reference,
+            "seesaw_to_metrics_s": seesaw_result, "reference_to_metrics_s": reference_result,
+            "ratio_to_metrics": seesaw_result / reference_result,
             "seesaw_test_auc": seesaw_metrics["summary"]["test_mean_auc"], "reference_test_auc": ref_auc,
             **epoch_overheads(seesaw_metrics.get("epochs", [])),
             **{f"at {name}": t for name, t in seesaw_metrics.get("timeline", {}).items()}}

@@ -33,10 +33,13 @@ CHATTY_LOGGERS = ("ray", "torchrec", "fbgemm_gpu", "torch.distributed", "ray.dat
 
 # Notices, not warnings: what Seesaw chose (Ray Data's progress bars off), or addressed to the
 # libraries' own developers (Ray Train passing Ray Data a deprecated option, torch.fx's
-# is_fx_tracing advice to TorchRec). They go to the log files only.
+# is_fx_tracing advice to TorchRec, torch.distributed.checkpoint's deprecation of the
+# ShardedTensor that TorchRec's sharded tables are, printed when a checkpoint loads). They go
+# to the log files only, or nowhere (warnings).
 NOTICES = ("Progress bars disabled.", "Progress bars for operators disabled.",
            "is_fx_tracing will return true for both")
-DEPRECATED_BY_RAY = r".*ExecutionOptions.exclude_resources.*"
+DEPRECATIONS_FOR_LIBRARIES = (r".*ExecutionOptions.exclude_resources.*",
+                              r"Please use DTensor instead and we are deprecating ShardedTensor")
 
 
 class DropNotices(logging.Filter):
@@ -84,7 +87,8 @@ def quiet_process_logging() -> None:
         return
     import warnings
 
-    warnings.filterwarnings("ignore", message=DEPRECATED_BY_RAY)
+    for message in DEPRECATIONS_FOR_LIBRARIES:
+        warnings.filterwarnings("ignore", message=message)
     logging.getLogger("torch.fx._symbolic_trace").addFilter(DropNotices())
     for name in ("", *CHATTY_LOGGERS):
         for handler in logging.getLogger(name).handlers:

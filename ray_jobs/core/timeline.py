@@ -14,13 +14,26 @@ share a clock, across nodes they differ by the nodes' clock offset (NTP: millise
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 
 import psutil
 
 
 def process_started() -> float:
-    """When this process started (seconds since the epoch, as `time.time()`)."""
+    """When this process started (seconds since the epoch, as `time.time()`).
+
+    On Linux, from the process's start in clock ticks since boot (/proc/self/stat) and the
+    boot clock: to 10 ms. psutil's `create_time` (the fallback elsewhere) adds those ticks to
+    the boot time that /proc/stat rounds down to whole seconds, so on Linux it is up to 1 s
+    early (0.47 s on the development machine), and every moment looked that much later.
+    """
+    if sys.platform.startswith("linux"):
+        with open("/proc/self/stat") as stat:
+            start_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        age = time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
+        return time.time() - age
     return psutil.Process().create_time()
 
 

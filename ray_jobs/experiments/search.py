@@ -194,7 +194,7 @@ def search(base: JobConfig, space_path: str | Path, options: SearchOptions) -> P
     if dataset.spec.group_column is None and options.metric == SearchOptions.metric:
         logger.info("%s has no GAUC groups: tuning on val_mean_auc instead of %s", dataset.root, options.metric)
         options = replace(options, metric="val_mean_auc")
-    init_ray(base)
+    init_ray(base, tune=True)  # the dashboard: stopped trials' placement groups are removed
     name = options.name or f"tune-{arch}"
     experiment_dir = Path(options.storage or base.runs_dir).resolve() / name
     trainable = tune.with_resources(

@@ -47,3 +47,17 @@ def test_the_later_epochs_overhead_is_their_mean_and_the_first_stands_alone():
     assert rows["epochs 2+ wall s"] == pytest.approx(3.5) and rows["epochs 2+: train input wait s"] == pytest.approx(0.75)
     assert rows["epochs 2+: eval outside forward s"] == pytest.approx(0.25)
     assert epoch_overheads([]) == {}
+
+
+def test_a_process_start_lies_between_its_launch_and_its_first_line():
+    """`process_started` in a fresh process against the launcher's clock before it started it
+    and the child's own clock at its first line (psutil's create_time, up to 1 s early on
+    Linux, failed the lower bound)."""
+    import subprocess
+    import sys
+
+    code = "import time; first = time.time(); from ray_jobs.core.timeline import process_started; print(process_started(), first)"
+    launched = time.time()
+    started, first_line = map(float, subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                                    check=True).stdout.split())
+    assert launched - 0.02 <= started <= first_line  # 20 ms: the clock-tick resolution of /proc/self/stat
