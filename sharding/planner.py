@@ -14,6 +14,7 @@ from torch import nn
 from torchrec.distributed.embedding_types import EmbeddingComputeKernel
 from torchrec.distributed.embeddingbag import EmbeddingBagCollectionSharder
 from torchrec.distributed.planner import EmbeddingShardingPlanner, Topology
+from torchrec.distributed.planner.enumerators import EmbeddingEnumerator
 from torchrec.distributed.planner.stats import NoopEmbeddingStats
 from torchrec.distributed.planner.storage_reservations import FixedPercentageStorageReservation
 from torchrec.distributed.planner.types import KernelConfig, ParameterConstraints, TopologyFactory, TrainerConfig
@@ -60,6 +61,39 @@ def constraints_for(tables: list[EmbeddingBagConfig], device: DeviceType,
     }
 
 
+def _in_order(values: list[str], *orders: list[str]) -> list[str]:
+    """`values` ordered by the first of `orders` that holds each (the rest last, by name)."""
+    def rank(value: str) -> tuple[int, int, str]:
+        for i, order in enumerate(orders):
+            if value in order:
+                return i, order.index(value), value
+        return len(orders), 0, value
+
+    return sorted(values, key=rank)
+
+
+class OrderedEnumerator(EmbeddingEnumerator):
+    """TorchRec's enumerator, its options in a fixed order.
+
+    TorchRec 1.8 intersects a table's constrained and allowed sharding types (and compute
+    kernels) as Python sets. So the options' order changed with the string hash seed from one
+    process to the next, and with it the planner's pick between options it estimates equal.
+    The KuaiRand tables on one CPU rank, for instance, were planned table-wise under some
+    PYTHONHASHSEEDs and column-wise under others. Here the options come in the constraints'
+    order (`allowed_sharding_types`: table-wise first), then in TorchRec's.
+    """
+
+    def _filter_sharding_types(self, name: str, allowed_sharding_types: list[str], sharder_key: str = "") -> list[str]:
+        kept = super()._filter_sharding_types(name, allowed_sharding_types, sharder_key)
+        constrained = (self._constraints or {}).get(name)
+        return _in_order(kept, list(constrained.sharding_types or []) if constrained else [], allowed_sharding_types)
+
+    def _filter_compute_kernels(self, name: str, allowed_compute_kernels: list[str], sharding_type: str) -> list[str]:
+        kept = super()._filter_compute_kernels(name, allowed_compute_kernels, sharding_type)
+        constrained = (self._constraints or {}).get(name)
+        return _in_order(kept, list(constrained.compute_kernels or []) if constrained else [], allowed_compute_kernels)
+
+
 # Each device's memory the planner leaves to dense parameters, activations and the input batches.
 RESERVED_FRACTION = 0.15
 
@@ -80,11 +114,14 @@ def sharders() -> list:
 
 def plan_sharding(model: nn.Module, tables: list[EmbeddingBagConfig], topology: Topology, batch_size: int,
                   config: PlannerConfig = PlannerConfig(), pg: dist.ProcessGroup | None = None) -> ShardingPlan:
-    """Plans `model`'s embedding tables; with `pg`, rank 0 plans and broadcasts (collective_plan)."""
+    """Plans `model`'s embedding tables; with `pg`, rank 0 plans and broadcasts (collective_plan).
+    The same tables, topology and config give the same plan in every process (`OrderedEnumerator`)."""
+    constraints = constraints_for(tables, topology.compute_device, config)  # type: ignore[arg-type]
     planner = EmbeddingShardingPlanner(
         topology=topology,
         batch_size=batch_size,
-        constraints=constraints_for(tables, topology.compute_device, config),  # type: ignore[arg-type]
+        constraints=constraints,
+        enumerator=OrderedEnumerator(topology=topology, batch_size=batch_size, constraints=constraints),
         # TorchRec's recommendation: a fixed share of each device's memory held back (the default
         # heuristic estimates dense tensors, which a model built on the meta device does not have)
         storage_reservation=FixedPercentageStorageReservation(percentage=RESERVED_FRACTION),

@@ -18,7 +18,7 @@ def ray_session():
     from ray_jobs.training.runtime import start_local_ray
 
     if not ray.is_initialized():
-        start_local_ray(num_cpus=6)  # the same local Ray as a job's (dashboard, quiet console)
+        start_local_ray(num_cpus=6)  # a Tune search's local Ray (dashboard, quiet console): tests run searches
     yield ray
     ray.shutdown()
 

@@ -113,3 +113,24 @@ def test_cli_missing_spec_says_where_it_looked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2
     assert f"no data set spec at {tmp_path / 'none' / 'spec.json'}" in err and "--spec" in err
+
+
+def _plan_under_hash_seed(spec_file, seed: int, *args: str) -> str:
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "sharding.plan", "--spec", str(spec_file), *args],
+                          capture_output=True, text=True, check=True,
+                          env={**os.environ, "PYTHONHASHSEED": str(seed)}).stdout
+
+
+@pytest.mark.parametrize("world_size", ["1", "4"])
+def test_the_plan_does_not_change_with_the_string_hash_seed(spec, tmp_path, world_size):
+    """TorchRec 1.8 orders its sharding options through a set, so between options it estimates
+    equal it picked by hash order (`sharding.planner.OrderedEnumerator`). Before the fix, these
+    tables on 1 and on 4 CPU ranks got one plan under PYTHONHASHSEED=0 and another under 1
+    (KuaiRand's on 16 GPUs too)."""
+    spec_file = spec.save(tmp_path)
+    plans = [_plan_under_hash_seed(spec_file, seed, "--world-size", world_size, "--device", "cpu") for seed in (0, 1)]
+    assert plans[0] == plans[1], plans
