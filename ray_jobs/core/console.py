@@ -34,12 +34,14 @@ CHATTY_LOGGERS = ("ray", "torchrec", "fbgemm_gpu", "torch.distributed", "ray.dat
 # Notices, not warnings: what Seesaw chose (Ray Data's progress bars off), or addressed to the
 # libraries' own developers (Ray Train passing Ray Data a deprecated option, torch.fx's
 # is_fx_tracing advice to TorchRec, torch.distributed.checkpoint's deprecation of the
-# ShardedTensor that TorchRec's sharded tables are, printed when a checkpoint loads). They go
-# to the log files only, or nowhere (warnings).
+# ShardedTensor that TorchRec's sharded tables are, printed when a checkpoint loads, and DDP's
+# of the `broadcast_buffers` argument that TorchRec's DistributedModelParallel passes it). They
+# go to the log files only, or nowhere (warnings).
 NOTICES = ("Progress bars disabled.", "Progress bars for operators disabled.",
            "is_fx_tracing will return true for both")
 DEPRECATIONS_FOR_LIBRARIES = (r".*ExecutionOptions.exclude_resources.*",
-                              r"Please use DTensor instead and we are deprecating ShardedTensor")
+                              r"Please use DTensor instead and we are deprecating ShardedTensor",
+                              r"`broadcast_buffers` is deprecated")
 
 
 class DropNotices(logging.Filter):
